@@ -1,0 +1,38 @@
+"""Named model configurations: plain config dicts, built on any device (the meta device costs no memory)."""
+
+import torch
+
+from ..errors import FusionFramesError
+from .interpolation import InterpolationUNet, MaskedInterpolationUNet
+from .unet import Kandinsky3UNet, KeyframeUNet
+
+# Kandinsky 3.0 / KV 1.0 full size (official constructor kwargs).
+KANDINSKY3 = dict(
+    model_channels=384, init_channels=192, num_channels=4, out_channels=4, time_embed_dim=1536, context_dim=4096,
+    groups=32, head_dim=64, expansion_ratio=4, compression_ratio=2, dim_mult=(1, 2, 4, 8), num_blocks=(3, 3, 3, 3),
+    add_cross_attention=(False, True, True, True), add_self_attention=(False, True, True, True),
+)
+
+PRESETS = {
+    "kandinsky3-unet": (Kandinsky3UNet, KANDINSKY3),
+    "kv1-keyframe-unet": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn1d-blocks"}),
+    "kv1-keyframe-unet-conv3d-attn1d-blocks": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv3d-attn1d-blocks"}),
+    "kv1-keyframe-unet-conv1d-attn3d-blocks": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn3d-blocks"}),
+    "kv1-keyframe-unet-conv1d-attn1d-layers": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn1d-layers"}),
+    "kv1-interpolation-unet": (InterpolationUNet, {**KANDINSKY3, "num_channels": 20, "out_channels": 12}),
+    "kv1-masked-interpolation-unet": (MaskedInterpolationUNet, {**KANDINSKY3, "num_channels": 9, "out_channels": 4}),
+}
+
+
+def build_preset(name: str, device="cpu", dtype=None):
+    """The preset's model, randomly initialised, on ``device`` (``"meta"`` for shapes and counts only)."""
+    if name not in PRESETS:
+        raise FusionFramesError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    cls, config = PRESETS[name]
+    with torch.device(device):
+        model = cls(**config)
+    return model if dtype is None else model.to(dtype)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
