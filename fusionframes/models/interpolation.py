@@ -85,7 +85,7 @@ class InterpolationConditioning(UNetSkeleton):
         missing, unexpected = self.load_state_dict(state, strict=False)
         if unexpected:
             raise FusionFramesError(f"T2I weights do not fit: unexpected keys {unexpected[:5]}")
-        return self.to(device=t2i.device, dtype=t2i.dtype)
+        return nn.Module.to(self, device=t2i.device, dtype=t2i.dtype)  # ModelMixin.to warns on casts
 
 
 def _check_inflatable(t2i: Kandinsky3UNet):

@@ -283,7 +283,7 @@ class KeyframeUNet(Kandinsky3UNet):
         if unexpected or set(missing) - new:
             raise FusionFramesError(f"T2I weights do not fit this keyframe U-Net: unexpected {unexpected[:5]}, "
                                     f"missing non-temporal {sorted(set(missing) - new)[:5]}")
-        return model.to(device=t2i.device, dtype=t2i.dtype)
+        return nn.Module.to(model, device=t2i.device, dtype=t2i.dtype)  # ModelMixin.to warns on casts
 
     def frame_positions(self, num_frames: int, device) -> torch.Tensor:
         return torch.arange(num_frames, device=device) * FRAME_POSITION_STEP

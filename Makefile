@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel these machines have on disk; override (e.g. TORCH=torch) where a CUDA build is wanted.
+TORCH ?= torch==2.13.0
+PROMPT ?= a red ball moving to the right
+
+.PHONY: install test demo clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	$(BIN)/fusionframes demo --prompt "$(PROMPT)" --output outputs/demo.mp4
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
