@@ -53,7 +53,8 @@ def tiny_random_video(prompt: str, output, seed: int = 0, num_keyframes: int = 4
     for skip in (3, 1):
         groups = video.shape[2] - 1
         middle = _sample(v, (1, 4, 3 * groups, latent_size, latent_size),
-                         lambda x, t: interpolation_unet(x, t, video, skip), generator, steps=5)
+                         lambda x, t, video=video, skip=skip: interpolation_unet(x, t, video, skip),
+                         generator, steps=5)
         frames = torch.cat([video[:, :, :-1, None], rearrange(middle, "b c (g t) h w -> b c g t h w", t=3)], dim=3)
         video = torch.cat([rearrange(frames, "b c g t h w -> b c (g t) h w"), video[:, :, -1:]], dim=2)
 

@@ -39,6 +39,7 @@ _TO_OFFICIAL = [
     (r"\.temporal\.alpha$", lambda m: ".temporal_merge"),
     (r"\.temporal\.conv\.", lambda m: ".temporal_projection."),
 ]
+SHARD_SIZE = "2GB"
 _TEXT_PROJECTION = {"t5.0.weight": "linear.weight", "t5.1.weight": "norm.weight", "t5.1.bias": "norm.bias"}
 
 COMPONENTS = {"keyframe-unet": KeyframeUNet, "interpolation-unet": InterpolationUNet}
@@ -179,7 +180,8 @@ def convert_official(component: str, checkpoint_path, out_dir, config: Optional[
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        model.save_pretrained(staging, safe_serialization=True)
+        # Small shards bound the serialisation buffer: safetensors copies a whole shard into memory to write it.
+        model.save_pretrained(staging, safe_serialization=True, max_shard_size=SHARD_SIZE)
         if "null_embedding" in extras:
             save_file({"null_embedding": extras["null_embedding"].contiguous()}, staging / "null_embedding.safetensors")
         if "text_projection" in extras:

@@ -16,9 +16,8 @@ KANDINSKY3 = dict(
 PRESETS = {
     "kandinsky3-unet": (Kandinsky3UNet, KANDINSKY3),
     "kv1-keyframe-unet": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn1d-blocks"}),
-    "kv1-keyframe-unet-conv3d-attn1d-blocks": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv3d-attn1d-blocks"}),
-    "kv1-keyframe-unet-conv1d-attn3d-blocks": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn3d-blocks"}),
-    "kv1-keyframe-unet-conv1d-attn1d-layers": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": "conv1d-attn1d-layers"}),
+    **{f"kv1-keyframe-unet-{variant}": (KeyframeUNet, {**KANDINSKY3, "temporal_variant": variant})
+       for variant in ("conv3d-attn1d-blocks", "conv1d-attn3d-blocks", "conv1d-attn1d-layers")},
     "kv1-interpolation-unet": (InterpolationUNet, {**KANDINSKY3, "num_channels": 20, "out_channels": 12}),
     "kv1-masked-interpolation-unet": (MaskedInterpolationUNet, {**KANDINSKY3, "num_channels": 9, "out_channels": 4}),
 }

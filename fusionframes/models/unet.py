@@ -91,6 +91,12 @@ class UNetSkeleton:
                  groups, head_dim, expansion_ratio, compression_ratio, dim_mult, num_blocks, add_cross_attention,
                  add_self_attention, temporal_variant: Optional[TemporalVariant] = None,
                  group_temporal_conv: bool = False):
+        per_level = {"num_blocks": num_blocks, "add_cross_attention": add_cross_attention,
+                     "add_self_attention": add_self_attention}
+        if any(len(v) != len(dim_mult) for v in per_level.values()):
+            raise FusionFramesError(f"dim_mult has {len(dim_mult)} levels; num_blocks, add_cross_attention and "
+                                    f"add_self_attention need one entry per level, got "
+                                    f"{ {k: len(v) for k, v in per_level.items()} }")
         init_channels = init_channels or model_channels
         variant = temporal_variant
         blocks = variant is not None and variant.placement == "blocks"

@@ -1,0 +1,69 @@
+"""Shared tiny configuration and helpers: every test runs on CPU in well under a second per model call."""
+
+import warnings
+
+import pytest
+import torch
+
+# A 3-level Kandinsky 3.0 U-Net (2 downsamples: latent sides must be multiples of 4), ~1M parameters.
+TINY = dict(model_channels=32, init_channels=16, num_channels=4, out_channels=4, time_embed_dim=64, context_dim=48,
+            groups=8, head_dim=16, expansion_ratio=2, compression_ratio=2, dim_mult=(1, 2, 2), num_blocks=(2, 2, 2),
+            add_cross_attention=(False, True, True), add_self_attention=(False, True, True))
+CONTEXT_DIM = TINY["context_dim"]
+
+
+def generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, std: float = 0.1) -> torch.nn.Module:
+    """Every parameter (and float buffer) redrawn from N(0, std²): no zero-initialised shortcut stays an identity."""
+    g = generator(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+        for b in model.buffers():
+            if b.is_floating_point():
+                b.copy_(torch.randn(b.shape, generator=g))
+    return model
+
+
+def randn(*shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=generator(seed))
+
+
+def text(batch: int = 2, tokens: int = 5, seed: int = 1):
+    """Context (B, L, D) and a mask with padding at the end of the second sample."""
+    context = randn(batch, tokens, CONTEXT_DIM, seed=seed)
+    mask = torch.ones(batch, tokens, dtype=torch.bool)
+    if batch > 1:
+        mask[1, tokens - 2:] = False
+    return context, mask
+
+
+def config_dict(model) -> dict:
+    """A model's config with tuples as lists, as it reads back from config.json."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in model.config.items() if not k.startswith("_")}
+
+
+@pytest.fixture(autouse=True)
+def _quiet_and_seeded():
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@pytest.fixture
+def t2i():
+    """A tiny Kandinsky 3.0 T2I U-Net with every weight random (nothing zero-initialised left)."""
+    from fusionframes.models import Kandinsky3UNet
+    return randomize(Kandinsky3UNet(**TINY), seed=0).eval()
+
+
+# Package bug found by these tests (reported to the lead, not fixed here): TemporalAttentionBlock's feed-forward is
+# not zero-initialised, so a fresh temporal attention *block* is not the identity and KeyframeUNet.from_t2i does not
+# reproduce the T2I model for the three "blocks" variants, contrary to the documentation of
+# fusionframes.models.temporal and KeyframeUNet.from_t2i. strict=True: once fixed, these XPASS and fail — drop the mark.
+TEMPORAL_BLOCK_NOT_IDENTITY = pytest.mark.xfail(
+    strict=True, reason="package bug: TemporalAttentionBlock.feed_forward is not zero-initialised")
