@@ -108,12 +108,13 @@ def _describe(keys, limit=8) -> str:
     return ", ".join(keys[:limit]) + more
 
 
-def load_state_into(model: torch.nn.Module, state: dict, source: str) -> torch.nn.Module:
-    """Strict load that names every missing, unexpected or mis-shaped key; assigns tensors (no copy)."""
+def load_state_into(model: torch.nn.Module, state: dict, source: str, key_name=lambda key: key) -> torch.nn.Module:
+    """Strict load that names every missing, unexpected or mis-shaped key (as ``key_name`` spells it, i.e. as the
+    file does); assigns tensors (no copy)."""
     expected = model.state_dict()
-    missing = set(expected) - set(state)
-    unexpected = set(state) - set(expected)
-    misshaped = [f"{k} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
+    missing = {key_name(k) for k in set(expected) - set(state)}
+    unexpected = {key_name(k) for k in set(state) - set(expected)}
+    misshaped = [f"{key_name(k)} {tuple(state[k].shape)} (expected {tuple(expected[k].shape)})"
                  for k in set(state) & set(expected) if state[k].shape != expected[k].shape]
     problems = []
     if missing:
@@ -154,7 +155,7 @@ def official_state_to_model(component: str, checkpoint: dict, config: Optional[d
         extras["text_projection"] = {_TEXT_PROJECTION[k]: v for k, v in projections.items()}
     with torch.device("meta"):
         model = cls(**ours)
-    return load_state_into(model, state, source), extras
+    return load_state_into(model, state, source, key_name=ours_to_official), extras
 
 
 def load_official(component: str, checkpoint_path, config: Optional[dict] = None, return_extras: bool = False):

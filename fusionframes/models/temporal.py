@@ -116,6 +116,9 @@ class TemporalAttentionBlock(TemporalAttention):
         super().__init__(channels, time_embed_dim, groups, head_dim, window)
         self.out_norm = ConditionalGroupNorm(groups, channels, time_embed_dim)
         self.feed_forward = feed_forward(channels, expansion_ratio)
+        # The official block leaves this layer random, so a fresh block is not the identity; zeroing it makes a
+        # new keyframe model reproduce its T2I parent exactly (paper §3.1) and does not change loaded weights.
+        nn.init.zeros_(self.feed_forward[2].weight)
 
     def forward(self, x: torch.Tensor, time_embed: torch.Tensor, frame_embed: torch.Tensor,
                 num_frames: int) -> torch.Tensor:

@@ -167,6 +167,10 @@ class UNetSkeleton:
         return time_embed
 
     def run(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None):
+        factor = 2 ** (len(self.down_samples) - 1)
+        if x.shape[-2] % factor or x.shape[-1] % factor:
+            raise FusionFramesError(f"latent size {tuple(x.shape[-2:])} must be a multiple of {factor} "
+                                    f"(this U-Net downsamples {len(self.down_samples) - 1} times)")
         x = self.in_layer(x)
         skips = []
         for level, down in enumerate(self.down_samples):

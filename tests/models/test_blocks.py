@@ -1,7 +1,5 @@
 """Kandinsky 3.0 building blocks: numbers against hand-written reference formulas."""
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -10,7 +10,7 @@ from torch import nn
 import fusionframes.models.temporal as temporal
 from fusionframes.models import TEMPORAL_VARIANTS
 from fusionframes.models.temporal import TemporalAttention, TemporalAttentionBlock, TemporalConvBlock
-from tests.conftest import TEMPORAL_BLOCK_NOT_IDENTITY, randn, randomize
+from tests.conftest import randn, randomize
 
 
 class PlainNorm(nn.Module):
@@ -158,7 +158,6 @@ def test_temporal_attention_is_conditioned_on_frame_embedding():
     assert not torch.allclose(attn(x, e, f), attn(x, e + 1.0, f))
 
 
-@TEMPORAL_BLOCK_NOT_IDENTITY
 def test_temporal_attention_block_is_identity_at_init():
     """The module docs promise every new temporal module starts as the identity."""
     block = TemporalAttentionBlock(16, 20, groups=4, head_dim=8, expansion_ratio=2)
