@@ -9,15 +9,12 @@ from .errors import FusionFramesError
 
 
 def _params(args):
-    import torch
-
-    from .models.presets import PRESETS, build_preset, count_parameters
+    from .models.presets import PRESETS, preset_parameters
 
     if args.preset == "list":
         print("\n".join(PRESETS))
         return
-    with torch.no_grad():
-        n = count_parameters(build_preset(args.preset, device="meta"))
+    n = preset_parameters(args.preset)
     print(json.dumps({"preset": args.preset, "parameters": n}) if args.json else f"{args.preset}: {n:,} parameters")
 
 
@@ -58,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_params)
 
     p = sub.add_parser("convert-official", help="official KV 1.0 .pt checkpoint → from_pretrained folder")
-    p.add_argument("--component", required=True, help="keyframe-unet or interpolation-unet")
+    p.add_argument("--component", required=True, help="keyframe-unet, interpolation-unet, movq or video-movq")
     p.add_argument("--config", help="official constructor kwargs as JSON (string or file); default full KV 1.0 size")
     p.add_argument("checkpoint", help="path of the official .pt file")
     p.add_argument("out_dir", help="new folder to write")

@@ -1,21 +1,28 @@
-"""Compare our U-Nets with the official Kandinsky Video 1.0 code on the same random weights and inputs.
+"""Compare our modules with the official Kandinsky Video code on the same random weights and inputs.
 
 The official code is not part of this project; point this script at a checkout of it:
 
-    python tools/check_official_parity.py --official PATH   # PATH contains video_kandinsky3/model/unet.py
+    python tools/check_official_parity.py --official PATH
+    # PATH contains video_kandinsky3/model/unet.py (KV 1.0) and kandinsky_video/movq.py (KV 1.1)
 
 Every parameter (zero-initialised ones included) is randomised, the official state dict is converted with
-``fusionframes.convert`` and both models run in float32 on the CPU. Prints the relative error per model and
-configuration; exits 1 if any exceeds 1e-4.
+``fusionframes.convert`` and both models run in float32 on the CPU: the T2I, keyframe and interpolation U-Nets,
+the MoVQ encoder and image decoder, and every video decoder the official code can run (its 2D→3D decoder
+raises inside its own forward, so that one is compared by keys and shapes only). Prints the relative error per
+model and configuration; exits 1 if any exceeds 1e-4.
 """
 
 import argparse
+import importlib.util
 import sys
+import types
+from pathlib import Path
 
 import torch
 
 from fusionframes.convert.official import official_state_to_model, official_to_ours
 from fusionframes.models import Kandinsky3UNet
+from fusionframes.models.movq import VIDEO_DECODERS, MoVQ
 
 CONFIGS = {
     "tiny": dict(model_channels=32, init_channels=16, num_channels=4, out_channels=4, time_embed_dim=64,
@@ -40,9 +47,72 @@ def relative_error(ours, official):
     return ((ours - official).norm() / official.norm()).item()
 
 
+OFFICIAL_VIDEO_KWARGS = {
+    "conv3x1x1": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0)),
+    "conv3x3x3": dict(temporal=True),
+    "conv3x1x1-attn": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0),
+                           temporal_attention_block=True),
+    "conv3x3x3-attn": dict(temporal=True, temporal_attention_block=True),
+    "resblock-attn": dict(temporal_blocks=True, temporal_attention_block=True),
+    "3d-conv": dict(build_3D_decoder=True),
+}
+MOVQ = dict(double_z=False, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=64, ch_mult=[1, 2],
+            num_res_blocks=1, attn_resolutions=[16], dropout=0.0)
+
+
+def official_movq_module(root: Path):
+    """kandinsky_video/movq.py loaded alone (its package __init__ pulls in the whole pipeline)."""
+    package = types.ModuleType("_official_kv11")
+    package.__path__ = [str(root / "kandinsky_video")]
+    sys.modules["_official_kv11"] = package
+    for name in ("utils", "movq"):
+        spec = importlib.util.spec_from_file_location(f"_official_kv11.{name}", root / "kandinsky_video" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["_official_kv11.movq"]
+
+
+def check_movq(root: Path) -> float:
+    official_movq = official_movq_module(root)
+    ours_config = {k: v for k, v in MOVQ.items() if k != "double_z"}
+    worst = 0.0
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    official = official_movq.MoVQ(MOVQ)
+    randomise(official, 4)
+    ours = MoVQ(**ours_config)
+    ours.load_state_dict(official.state_dict())
+    z = official.encode(image)
+    err = relative_error(ours.encode(image), z)
+    print(f"movq  encoder             rel. error {err:.2e}")
+    worst = max(worst, err)
+    # KV 1.1's decode treats a batch as one video; one image per call is the image (KV 1.0 / K3) decoder.
+    reference = torch.cat([official.decode(latent[None]) for latent in z])
+    err = relative_error(ours.decode(z), reference)
+    print(f"movq  image decoder       rel. error {err:.2e}")
+    worst = max(worst, err)
+
+    frames = 5
+    latents = torch.randn(1, 4, frames, 16, 16)
+    for variant in VIDEO_DECODERS:
+        official = official_movq.MoVQ({**MOVQ, **OFFICIAL_VIDEO_KWARGS[variant]})
+        randomise(official, 5)
+        ours = MoVQ(**ours_config, video_decoder=variant, spatial_attention_zq="first-frame")
+        ours.load_state_dict(official.state_dict())
+        if variant == "3d-conv":
+            print(f"movq  {variant:18s}  keys and shapes equal (the official forward cannot run it)")
+            continue
+        reference = official.decode(latents[0].transpose(0, 1)).transpose(0, 1)[None]
+        err = relative_error(ours.decode(latents), reference)
+        print(f"movq  {variant:18s}  rel. error {err:.2e}")
+        worst = max(worst, err)
+    return worst
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--official", required=True, help="folder that contains the video_kandinsky3 package")
+    parser.add_argument("--official", required=True,
+                        help="checkout of the official repository (holds video_kandinsky3/ and kandinsky_video/)")
     args = parser.parse_args()
     sys.path.insert(0, args.official)
     from video_kandinsky3.model.unet import UNet  # noqa: E402 (the user's checkout)
@@ -100,6 +170,7 @@ def main():
         print(f"{name:5s} interpolation-unet  rel. error {err:.2e}")
         worst = max(worst, err)
 
+    worst = max(worst, check_movq(Path(args.official)))
     print(f"worst relative error {worst:.2e} (limit 1e-4)")
     sys.exit(0 if worst <= 1e-4 else 1)
 

@@ -1,9 +1,10 @@
-"""The official Kandinsky Video 1.0 checkpoint layout, and nothing else knows about it.
+"""The official Kandinsky Video checkpoint layouts, and nothing else knows about them.
 
 ``kandinsky_video.pt`` = ``{'unet', 'null_embedding', 'projections'}``, ``kandinsky_video_interpolation.pt`` =
-``{'unet', 'null_embedding'}``; state-dict keys are the official module names, listed in
-``shared/reference/manifests``. Our modules keep the official leaf names and rename only index-addressed
-containers (``resnet_attn_blocks.i.j`` → ``pairs.i.<role>``), so the mapping is a few regular expressions.
+``{'unet', 'null_embedding'}``, ``movq.pt`` (KV 1.0) and ``video_movq.pt`` (KV 1.1) = plain MoVQ state dicts;
+keys are the official module names, listed in ``shared/reference/manifests``. Our U-Nets keep the official leaf
+names and rename only index-addressed containers (``resnet_attn_blocks.i.j`` → ``pairs.i.<role>``), so the
+mapping is a few regular expressions; MoVQ names are the official ones unchanged.
 """
 
 import os
@@ -18,7 +19,8 @@ from safetensors.torch import save_file
 
 from ..errors import FusionFramesError
 from ..models.interpolation import InterpolationUNet
-from ..models.presets import KANDINSKY3
+from ..models.movq import MoVQ
+from ..models.presets import KANDINSKY3, KV1_MOVQ
 from ..models.text import TextProjection
 from ..models.unet import KeyframeUNet
 
@@ -42,7 +44,9 @@ _TO_OFFICIAL = [
 SHARD_SIZE = "2GB"
 _TEXT_PROJECTION = {"t5.0.weight": "linear.weight", "t5.1.weight": "norm.weight", "t5.1.bias": "norm.bias"}
 
-COMPONENTS = {"keyframe-unet": KeyframeUNet, "interpolation-unet": InterpolationUNet}
+COMPONENTS = {"keyframe-unet": KeyframeUNet, "interpolation-unet": InterpolationUNet, "movq": MoVQ,
+              "video-movq": MoVQ}
+MOVQ_COMPONENTS = ("movq", "video-movq")
 # Official constructor kwargs that have no config key here: the frame count is read from the input at run time,
 # and `interpolation` is which class is built.
 _RUNTIME_KWARGS = {"num_frames", "interpolation"}
@@ -63,6 +67,11 @@ def ours_to_official(key: str) -> str:
 
 
 def default_official_config(component: str) -> dict:
+    if component in MOVQ_COMPONENTS:
+        config = {**KV1_MOVQ, "double_z": False}
+        if component == "video-movq":  # KV 1.1 ships the paper's production decoder: 3×3×3 convs + attention
+            config.update(temporal=True, temporal_attention_block=True)
+        return config
     config = dict(KANDINSKY3)
     if component == "interpolation-unet":
         config.update(num_channels=20, out_channels=12, interpolation=True)
@@ -71,10 +80,62 @@ def default_official_config(component: str) -> dict:
     return config
 
 
+# Official MoVQ generator kwargs that must keep their default here (other values build modules we do not have).
+_MOVQ_FIXED = {"double_z": False, "resamp_with_conv": True, "give_pre_end": False, "add_conv": False,
+               "temporal_mid_blocks": True, "flicker_augmentation": False}
+_MOVQ_VIDEO_FLAGS = {"temporal", "temporal_kernel_size", "temporal_conv_padding", "temporal_attention_block",
+                     "temporal_blocks", "build_3D_decoder"}
+
+
+def _video_decoder(official: dict) -> Optional[str]:
+    """The video decoder the official flags select (None: the image decoder)."""
+    kernel = tuple(official.get("temporal_kernel_size", (3, 3, 3)))
+    padding = tuple(official.get("temporal_conv_padding", (1, 1, 1)))
+    attention = bool(official.get("temporal_attention_block", False))
+    flags = (bool(official.get("temporal", False)), bool(official.get("temporal_blocks", False)),
+             bool(official.get("build_3D_decoder", False)))
+    if flags == (False, False, False):
+        name = "image" if not attention else None
+    elif flags == (True, False, False) and kernel in ((3, 1, 1), (3, 3, 3)) \
+            and padding == tuple(k // 2 for k in kernel):
+        name = "conv3x1x1" if kernel == (3, 1, 1) else "conv3x3x3"
+        name += "-attn" if attention else ""
+    elif flags == (False, True, False) and attention:
+        name = "resblock-attn"
+    elif flags == (False, False, True) and not attention:
+        name = "3d-conv"
+    else:
+        name = None
+    if name is None:
+        raise FusionFramesError(f"these official video-decoder flags select no decoder of the paper: "
+                                f"{ {k: official[k] for k in _MOVQ_VIDEO_FLAGS if k in official} }")
+    return None if name == "image" else name
+
+
+def movq_config(component: str, official: dict) -> dict:
+    allowed = set(KV1_MOVQ) | set(_MOVQ_FIXED) | _MOVQ_VIDEO_FLAGS
+    unknown = sorted(set(official) - allowed)
+    if unknown:
+        raise FusionFramesError(f"unknown official MoVQ config keys {unknown}; expected some of {sorted(allowed)}")
+    for key, value in _MOVQ_FIXED.items():
+        if key in official and official[key] != value:
+            raise FusionFramesError(f"official MoVQ config {key}={official[key]!r} is not supported (only {value!r})")
+    video_decoder = _video_decoder(official)
+    if (video_decoder is None) != (component == "movq"):
+        raise FusionFramesError(f"the config's video-decoder flags describe "
+                                f"{video_decoder or 'an image decoder'}, not a {component}")
+    config = {k: v for k, v in official.items() if k in KV1_MOVQ}
+    # KV 1.1's spatial attention norms see the first frame's latent; its video MoVQ is reproduced exactly so.
+    spatial_attention_zq = "first-frame" if component == "video-movq" else "per-frame"
+    return {**config, "video_decoder": video_decoder, "spatial_attention_zq": spatial_attention_zq}
+
+
 def model_config(component: str, official_config: Optional[dict]) -> dict:
     """Our config from the official constructor kwargs (default: full KV 1.0 size)."""
     _check_component(component)
     official = default_official_config(component) if official_config is None else dict(official_config)
+    if component in MOVQ_COMPONENTS:
+        return movq_config(component, official)
     allowed = set(KANDINSKY3) | _RUNTIME_KWARGS
     unknown = sorted(set(official) - allowed)
     if unknown:
@@ -126,7 +187,7 @@ def load_state_into(model: torch.nn.Module, state: dict, source: str, key_name=l
     if problems:
         raise FusionFramesError(f"{source} does not match the model configuration ({'; '.join(problems)}). "
                                 f"Pass the official constructor kwargs with --config if the checkpoint is not "
-                                f"full KV 1.0 size.")
+                                f"the default size or variant.")
     model.load_state_dict(state, strict=True, assign=True)
     return model
 
@@ -138,6 +199,12 @@ def official_state_to_model(component: str, checkpoint: dict, config: Optional[d
     cls = COMPONENTS[component]
     if not isinstance(checkpoint, dict):
         raise FusionFramesError(f"{source} holds a {type(checkpoint).__name__}, not a checkpoint dictionary")
+    if component in MOVQ_COMPONENTS:
+        if not all(torch.is_tensor(v) for v in checkpoint.values()):
+            raise FusionFramesError(f"{source} is not a MoVQ state dict of tensors")
+        with torch.device("meta"):
+            model = cls(**ours)
+        return load_state_into(model, dict(checkpoint), source), {}
     unet_state = checkpoint.get("unet", checkpoint)
     if not isinstance(unet_state, dict) or not all(torch.is_tensor(v) for v in unet_state.values()):
         raise FusionFramesError(f"{source} has no 'unet' state dict of tensors")
@@ -159,9 +226,12 @@ def official_state_to_model(component: str, checkpoint: dict, config: Optional[d
 
 
 def load_official(component: str, checkpoint_path, config: Optional[dict] = None, return_extras: bool = False):
-    """Our ``component`` model (``keyframe-unet`` or ``interpolation-unet``) with an official checkpoint loaded.
+    """Our ``component`` model with an official checkpoint loaded: ``keyframe-unet``, ``interpolation-unet``
+    (KV 1.0 U-Nets), ``movq`` (KV 1.0 ``movq.pt``) or ``video-movq`` (KV 1.1 ``video_movq.pt``).
 
-    ``config`` is the official constructor's kwargs (default: full KV 1.0 size). With ``return_extras`` also
+    ``config`` is the official constructor's kwargs (default: full KV 1.0 size; for ``video-movq`` the 3×3×3 +
+    attention decoder; the MoVQ generator kwargs' temporal flags select the other video decoders). With
+    ``return_extras`` also
     returns ``{'null_embedding': …, 'text_projection': {…}}`` where the checkpoint has them (keyframe file).
     Tensors stay memory-mapped from the file until moved or converted.
     """
