@@ -243,9 +243,9 @@ def _rewrite(path, edit):
 
 def test_unknown_component(keyframe_files, tmp_path):
     path = keyframe_files[3]
-    message = _error(load_official, "movq", path)
-    assert "unknown component 'movq'" in message and "keyframe-unet" in message
-    assert "unknown component" in _error(convert_official, "movq", path, tmp_path / "out")
+    message = _error(load_official, "vae", path)
+    assert "unknown component 'vae'" in message and "keyframe-unet" in message and "video-movq" in message
+    assert "unknown component" in _error(convert_official, "vae", path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

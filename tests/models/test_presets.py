@@ -6,7 +6,7 @@ import torch
 from fusionframes import FusionFramesError
 from fusionframes.models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet
 from fusionframes.models import temporal_parameter_names
-from fusionframes.models.presets import PRESETS, build_preset, count_parameters
+from fusionframes.models.presets import PRESETS, build_preset, count_parameters, preset_parameters
 
 # The first three are the official modules' counts (shared/reference/manifests/parameter_counts.json); the
 # Conv1dAttn3dBlocks variant adds no parameters. The others have no official module: their counts are pinned as
@@ -20,6 +20,18 @@ EXPECTED = {
     "kv1-keyframe-unet-conv1d-attn1d-layers": 3_913_798_276,
     "kv1-masked-interpolation-unet": 3_916_494_918,
 }
+# The official MoVQ modules' counts; video decoders count decoder parameters only, as the paper's Table 3.
+MOVQ_EXPECTED = {
+    "kv1-movq": 270_603_567,
+    "kv1-movq-encoder": 109_485_316,
+    "kv1-movq-decoder": 161_118_211,
+    "kv1-video-decoder-conv3x1x1": 203_210_271,
+    "kv1-video-decoder-conv3x3x3": 539_803_167,
+    "kv1-video-decoder-conv3x1x1-attn": 220_053_023,
+    "kv1-video-decoder-conv3x3x3-attn": 556_645_919,
+    "kv1-video-decoder-resblock-attn": 220_268_035,
+    "kv1-video-decoder-3d-conv": 419_461_123,
+}
 CLASSES = {
     "kandinsky3-unet": Kandinsky3UNet, "kv1-interpolation-unet": InterpolationUNet,
     "kv1-masked-interpolation-unet": MaskedInterpolationUNet,
@@ -27,7 +39,12 @@ CLASSES = {
 
 
 def test_every_preset_is_pinned():
-    assert set(PRESETS) == set(EXPECTED)
+    assert set(PRESETS) == set(EXPECTED) | set(MOVQ_EXPECTED)
+
+
+@pytest.mark.parametrize("name", list(MOVQ_EXPECTED))
+def test_movq_preset_parameter_count(name):
+    assert preset_parameters(name) == MOVQ_EXPECTED[name]
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
