@@ -56,8 +56,13 @@ OFFICIAL_VIDEO_KWARGS = {
     "resblock-attn": dict(temporal_blocks=True, temporal_attention_block=True),
     "3d-conv": dict(build_3D_decoder=True),
 }
-MOVQ = dict(double_z=False, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=64, ch_mult=[1, 2],
-            num_res_blocks=1, attn_resolutions=[16], dropout=0.0)
+MOVQ_CONFIGS = {
+    "movq-a": dict(double_z=False, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=64, ch_mult=[1, 2],
+                   num_res_blocks=1, attn_resolutions=[16], dropout=0.0),
+    # attention at two decoder levels and in the encoder, 3 levels, 2 blocks, other latent width
+    "movq-b": dict(double_z=False, z_channels=3, resolution=64, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2, 3],
+                   num_res_blocks=2, attn_resolutions=[16, 32], dropout=0.0),
+}
 
 
 def official_movq_module(root: Path):
@@ -75,37 +80,38 @@ def official_movq_module(root: Path):
 
 def check_movq(root: Path) -> float:
     official_movq = official_movq_module(root)
-    ours_config = {k: v for k, v in MOVQ.items() if k != "double_z"}
     worst = 0.0
-    image = torch.rand(2, 3, 32, 32) * 2 - 1
-    official = official_movq.MoVQ(MOVQ)
-    randomise(official, 4)
-    ours = MoVQ(**ours_config)
-    ours.load_state_dict(official.state_dict())
-    z = official.encode(image)
-    err = relative_error(ours.encode(image), z)
-    print(f"movq  encoder             rel. error {err:.2e}")
-    worst = max(worst, err)
-    # KV 1.1's decode treats a batch as one video; one image per call is the image (KV 1.0 / K3) decoder.
-    reference = torch.cat([official.decode(latent[None]) for latent in z])
-    err = relative_error(ours.decode(z), reference)
-    print(f"movq  image decoder       rel. error {err:.2e}")
-    worst = max(worst, err)
-
-    frames = 5
-    latents = torch.randn(1, 4, frames, 16, 16)
-    for variant in VIDEO_DECODERS:
-        official = official_movq.MoVQ({**MOVQ, **OFFICIAL_VIDEO_KWARGS[variant]})
-        randomise(official, 5)
-        ours = MoVQ(**ours_config, video_decoder=variant, spatial_attention_zq="first-frame")
+    for name, config in MOVQ_CONFIGS.items():
+        ours_config = {k: v for k, v in config.items() if k != "double_z"}
+        image = torch.rand(2, 3, 32, 32) * 2 - 1
+        official = official_movq.MoVQ(config)
+        randomise(official, 4)
+        ours = MoVQ(**ours_config)
         ours.load_state_dict(official.state_dict())
-        if variant == "3d-conv":
-            print(f"movq  {variant:18s}  keys and shapes equal (the official forward cannot run it)")
-            continue
-        reference = official.decode(latents[0].transpose(0, 1)).transpose(0, 1)[None]
-        err = relative_error(ours.decode(latents), reference)
-        print(f"movq  {variant:18s}  rel. error {err:.2e}")
+        z = official.encode(image)
+        err = relative_error(ours.encode(image), z)
+        print(f"{name} encoder             rel. error {err:.2e}")
         worst = max(worst, err)
+        # KV 1.1's decode treats a batch as one video; one image per call is the image (KV 1.0 / K3) decoder.
+        reference = torch.cat([official.decode(latent[None]) for latent in z])
+        err = relative_error(ours.decode(z), reference)
+        print(f"{name} image decoder       rel. error {err:.2e}")
+        worst = max(worst, err)
+
+        frames = 5
+        latents = torch.randn(1, config["z_channels"], frames, *z.shape[-2:])
+        for variant in VIDEO_DECODERS:
+            official = official_movq.MoVQ({**config, **OFFICIAL_VIDEO_KWARGS[variant]})
+            randomise(official, 5)
+            ours = MoVQ(**ours_config, video_decoder=variant, spatial_attention_zq="first-frame")
+            ours.load_state_dict(official.state_dict())
+            if variant == "3d-conv":
+                print(f"{name} {variant:18s}  keys and shapes equal (the official forward cannot run it)")
+                continue
+            reference = official.decode(latents[0].transpose(0, 1)).transpose(0, 1)[None]
+            err = relative_error(ours.decode(latents), reference)
+            print(f"{name} {variant:18s}  rel. error {err:.2e}")
+            worst = max(worst, err)
     return worst
 
 
