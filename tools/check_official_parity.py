@@ -115,6 +115,33 @@ def check_movq(root: Path) -> float:
     return worst
 
 
+def check_sampler() -> float:
+    """KV 1.0 BaseDiffusion.p_sample_loop vs sample_ancestral: same network, same global RNG, ε and v."""
+    from video_kandinsky3.model.diffusion import BaseDiffusion, get_named_beta_schedule
+
+    from fusionframes.diffusion import Schedule, sample_ancestral
+
+    def network(x, t, *args):  # context-independent, so guidance leaves it unchanged
+        return torch.tanh(0.7 * x + t.view(-1, 1, 1, 1).float() / 700.0) * 1.3
+
+    worst = 0.0
+    shape = (3, 4, 8, 8)
+    for steps in (50, 17):
+        for v in (False, True):
+            official = BaseDiffusion(get_named_beta_schedule("cosine", steps), 0.98)
+            torch.manual_seed(steps)
+            reference = official.p_sample_loop(network, shape, "cpu", torch.zeros(3, 2, 8),
+                                               torch.ones(3, 2, dtype=torch.bool), torch.zeros(8), 0.0,
+                                               v_predication=v)
+            torch.manual_seed(steps)
+            ours = sample_ancestral(network, torch.randn(shape), Schedule.cosine(steps),
+                                    "v_prediction" if v else "epsilon", progress=False)
+            err = relative_error(ours, reference)
+            print(f"sampler {steps:2d} steps {'v' if v else 'ε'}    rel. error {err:.2e}")
+            worst = max(worst, err)
+    return worst
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", required=True,
@@ -176,7 +203,7 @@ def main():
         print(f"{name:5s} interpolation-unet  rel. error {err:.2e}")
         worst = max(worst, err)
 
-    worst = max(worst, check_movq(Path(args.official)))
+    worst = max(worst, check_movq(Path(args.official)), check_sampler())
     print(f"worst relative error {worst:.2e} (limit 1e-4)")
     sys.exit(0 if worst <= 1e-4 else 1)
 
