@@ -20,7 +20,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/fusionframes demo --prompt "$(PROMPT)" --output outputs/demo.mp4
+	mkdir -p outputs
+	$(BIN)/fusionframes demo "$(PROMPT)" -o outputs/demo.mp4
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

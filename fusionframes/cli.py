@@ -38,11 +38,112 @@ def _convert(args):
     print(f"wrote {out}")
 
 
-def _demo(args):
-    from .demo import tiny_random_video
+DEFAULT_MODEL = Path(__file__).parent / "default_model"
 
-    path = tiny_random_video(args.prompt, args.output, seed=args.seed)
-    print(f"wrote {path}")
+
+def _device(name: str):
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise FusionFramesError(f"unknown device {name!r}; use cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise FusionFramesError(f"device {name!r} is not available on this machine")
+    return device
+
+
+def _check_outputs(args):
+    out = Path(args.output)
+    if out.suffix.lower() != ".mp4":
+        raise FusionFramesError(f"-o must name an .mp4 file, got {out}")
+    if not out.parent.is_dir():
+        raise FusionFramesError(f"the folder {out.parent} does not exist; create it or choose another output path")
+    if args.frames_dir and Path(args.frames_dir).exists() and any(Path(args.frames_dir).iterdir()):
+        raise FusionFramesError(f"frames folder {args.frames_dir} is not empty; choose a new one")
+
+
+def _render(pipe, args):
+    """Generate with ``pipe`` and write the MP4 (plus GIF / PNG frames); returns the JSON summary."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from .pipeline import DTYPES
+    from .video_io import write_frames, write_gif, write_video
+
+    _check_outputs(args)
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    device = _device(args.device)
+    pipe.to(device=device, dtype=DTYPES[args.dtype])
+    pipe.progress = not args.quiet
+    seed = random.randrange(2**31) if args.seed is None else args.seed
+    settings = dict(num_keyframes=args.keyframes, height=args.height, width=args.width, fps=args.fps,
+                    num_inference_steps=args.steps, interpolation_steps=args.interpolation_steps,
+                    guidance_scale=args.guidance, negative_prompt=args.negative)
+    output = pipe(args.prompt, generator=torch.Generator(device).manual_seed(seed), output_type="np",
+                  **{k: v for k, v in settings.items() if v is not None})
+    frames = (output.frames[0] * 255).round().astype(np.uint8)
+    resolved = {k: v for k, v in pipe.defaults.items() if k in settings} | {k: v for k, v in settings.items() if v}
+    metadata = {"comment": json.dumps({"prompt": args.prompt, "seed": seed, **resolved, "generator": "fusionframes"}),
+                "title": args.prompt}
+    path = write_video(frames, args.output, fps=output.fps, metadata=metadata, create_folder=False)
+    summary = {"path": str(path), "frames": len(frames), "fps": output.fps, "seed": seed,
+               "seconds": output.timings}
+    if args.gif:
+        summary["gif"] = str(write_gif(frames, path.with_suffix(".gif"), fps=output.fps))
+    if args.frames_dir:
+        summary["frames_dir"] = str(write_frames(frames, args.frames_dir))
+    return summary
+
+
+def _report(summary, args):
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"wrote {summary['path']} ({summary['frames']} frames at {summary['fps']} fps, seed {summary['seed']})")
+
+
+def _generate(args):
+    from .pipeline import FusionFramesPipeline
+
+    _check_outputs(args)
+    model = Path(args.model) if args.model else DEFAULT_MODEL
+    if args.model is None and not model.is_dir():
+        raise FusionFramesError("no default model is installed yet; pass --model DIR, or try `fusionframes demo`")
+    _report(_render(FusionFramesPipeline.from_pretrained(model, text_encoder=args.text_encoder), args), args)
+
+
+def _demo(args):
+    from .demo import tiny_random_pipeline
+
+    print("NOTE: no default model yet — running the pipeline with tiny RANDOM weights; the video is noise-like.")
+    _check_outputs(args)
+    _report(_render(tiny_random_pipeline(), args), args)
+
+
+def _add_generation_options(p):
+    p.add_argument("-o", "--output", default="outputs/video.mp4", help="the .mp4 to write")
+    p.add_argument("--seed", type=int, help="random seed (default: a random one, reported and stored)")
+    p.add_argument("--fps", default="low", help="low = keyframes (2 FPS), medium = 4T−3 (8 FPS), high = 16T−15 "
+                                                "(30 FPS)")
+    p.add_argument("--steps", type=int, help="keyframe sampling steps")
+    p.add_argument("--interpolation-steps", type=int, help="sampling steps of each interpolation pass")
+    p.add_argument("--guidance", type=float, help="KV 1.0 guidance weight w: (w+1)·cond − w·uncond")
+    p.add_argument("--negative", help="negative prompt")
+    p.add_argument("--keyframes", type=int, help="number of keyframes T")
+    p.add_argument("--height", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--gif", action="store_true", help="also write a GIF next to the MP4")
+    p.add_argument("--frames-dir", help="also write every frame as PNG into this new folder")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the text encoder and "
+                                                      "U-Nets (decoding stays float32)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (path, frames, fps, seconds)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="new folder to write")
     p.set_defaults(run=_convert)
 
-    p = sub.add_parser("demo", help="the whole chain with a tiny *random* model (until the default model ships)")
-    p.add_argument("--prompt", default="a red ball moving to the right")
-    p.add_argument("--output", default="outputs/demo.mp4")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=_demo)
+    p = sub.add_parser("generate", help="text → video (MP4)")
+    p.add_argument("prompt")
+    p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
+    p.add_argument("--text-encoder", help="local text-encoder folder, overriding the model's (e.g. Flan-UL2)")
+    _add_generation_options(p)
+    p.set_defaults(run=_generate)
+
+    p = sub.add_parser("demo", help="the whole pipeline with tiny *random* weights (until the default model ships)")
+    p.add_argument("prompt", nargs="?", default="a red ball moving to the right")
+    _add_generation_options(p)
+    p.set_defaults(run=_demo, seed=0, fps="high")
     return parser
 
 

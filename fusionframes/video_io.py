@@ -1,8 +1,10 @@
 """Writing videos: H.264 MP4 through PyAV (bundled FFmpeg), written atomically."""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import av
 import numpy as np
@@ -10,15 +12,29 @@ import numpy as np
 from .errors import FusionFramesError
 
 
-def write_video(frames: np.ndarray, path, fps: float = 30.0, crf: int = 18) -> Path:
-    """``frames`` uint8 (F, H, W, 3) → H.264 MP4 at ``path``; a failed write leaves no file behind."""
+def _check_frames(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise FusionFramesError(f"frames must be uint8 (frames, height, width, 3), got {frames.dtype} {frames.shape}")
+    return frames
+
+
+def _check_parent(path: Path, create: bool):
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif not path.parent.is_dir():
+        raise FusionFramesError(f"the folder {path.parent} does not exist; create it or choose another output path")
+
+
+def write_video(frames: np.ndarray, path, fps: float = 30.0, crf: int = 18, metadata: Optional[dict] = None,
+                create_folder: bool = True) -> Path:
+    """``frames`` uint8 (F, H, W, 3) → H.264 yuv420p MP4 at ``path`` (plays in browsers); ``metadata`` strings are
+    stored in the container. A failed or interrupted write leaves no file behind."""
+    frames = _check_frames(frames)
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise FusionFramesError(f"output must be an .mp4 file, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_parent(path, create_folder)
     # H.264 with yuv420p needs even sizes: pad by edge replication rather than rescale.
     h, w = frames.shape[1:3]
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
@@ -26,6 +42,7 @@ def write_video(frames: np.ndarray, path, fps: float = 30.0, crf: int = 18) -> P
     os.close(fd)
     try:
         with av.open(tmp, mode="w") as container:
+            container.metadata.update(metadata or {})
             stream = container.add_stream("libx264", rate=round(fps))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = "yuv420p"
@@ -38,6 +55,50 @@ def write_video(frames: np.ndarray, path, fps: float = 30.0, crf: int = 18) -> P
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_gif(frames: np.ndarray, path, fps: float = 8.0) -> Path:
+    from PIL import Image
+
+    frames, path = _check_frames(frames), Path(path)
+    _check_parent(path, create=False)
+    fd, tmp = tempfile.mkstemp(suffix=".gif", prefix=f".{path.stem}.", dir=path.parent)
+    os.close(fd)
+    try:
+        images = [Image.fromarray(frame) for frame in frames]
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                       duration=max(20, round(1000 / fps)))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_frames(frames: np.ndarray, folder) -> Path:
+    """One PNG per frame (``frame_00000.png`` …) in a new folder, written to a temporary folder first."""
+    from PIL import Image
+
+    frames, folder = _check_frames(frames), Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise FusionFramesError(f"frames folder {folder} is not empty; choose a new one")
+    _check_parent(folder, create=False)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(staging / f"frame_{i:05d}.png")
+        if folder.exists():
+            folder.rmdir()
+        os.replace(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def read_metadata(path) -> dict:
+    with av.open(str(path)) as container:
+        return dict(container.metadata)
 
 
 def read_video(path) -> np.ndarray:
