@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fusionframes.cli import main
-from fusionframes.video_io import read_video
+from fusionframes.video_io import read_metadata, read_video
 
 
 @pytest.mark.parametrize("preset, expected", [
@@ -33,10 +33,18 @@ def test_convert_official_errors_are_messages(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_demo_writes_a_playable_video(tmp_path, capsys):
+def test_demo_writes_a_playable_video_with_metadata(tmp_path, capsys):
     out = tmp_path / "demo.mp4"
-    assert main(["demo", "--prompt", "a green star moving up", "--output", str(out)]) == 0
-    assert "RANDOM" in capsys.readouterr().out  # it must say it is not a trained model
+    assert main(["demo", "a green star moving up", "-o", str(out), "--fps", "medium", "--quiet", "--json",
+                 "--gif", "--frames-dir", str(tmp_path / "frames")]) == 0
+    printed = capsys.readouterr().out
+    assert "RANDOM" in printed  # it must say it is not a trained model
+    summary = json.loads(printed.strip().splitlines()[-1])
+    assert summary["frames"] == 13 and summary["fps"] == 8 and summary["seed"] == 0  # 4 keyframes → 13 frames
+    assert set(summary["seconds"]) == {"text", "keyframes", "interpolation s=3", "decode"}
     frames = read_video(out)
-    assert frames.shape == (49, 128, 128, 3)  # 4 keyframes → 13 → 49 frames, 16×16 latents × 8
-    assert list(tmp_path.iterdir()) == [out]
+    assert frames.shape == (13, 128, 128, 3)
+    stored = json.loads(read_metadata(out)["comment"])
+    assert stored["prompt"] == "a green star moving up" and stored["seed"] == 0 and stored["fps"] == "medium"
+    assert len(list((tmp_path / "frames").iterdir())) == 13 and (tmp_path / "demo.gif").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.gif", "demo.mp4", "frames"]

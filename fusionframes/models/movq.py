@@ -387,12 +387,12 @@ class MoVQ(ModelMixin, ConfigMixin):
         decode up to the receptive field. An image (4-D input) is a video of one frame.
         """
         frames, f = self._frames(z, self.config.z_channels, "decode input")
+        if chunk_size is not None and (chunk_size < 1 or not 0 <= chunk_overlap < chunk_size):
+            raise FusionFramesError(f"need chunk_size ≥ 1 and 0 ≤ chunk_overlap < chunk_size, "
+                                    f"got {chunk_size} and {chunk_overlap}")
         if z.ndim == 4 or chunk_size is None or chunk_size >= f:
             out = self._decode(frames, f)
             return out if z.ndim == 4 else rearrange(out, "(b f) c h w -> b c f h w", f=f)
-        if chunk_size < 1 or not 0 <= chunk_overlap < chunk_size:
-            raise FusionFramesError(f"need chunk_size ≥ 1 and 0 ≤ chunk_overlap < chunk_size, "
-                                    f"got {chunk_size} and {chunk_overlap}")
         return torch.cat([self.decode(z[:, :, start:stop])[:, :, keep_from - start:keep_to - start]
                           for start, stop, keep_from, keep_to in chunk_windows(f, chunk_size, chunk_overlap)], dim=2)
 
@@ -413,7 +413,7 @@ class MoVQ(ModelMixin, ConfigMixin):
             if isinstance(module, (TemporalAttnBlock, TemporalResnetBlock)):
                 names += [f"decoder.{name}.{n}" for n, _ in module.named_parameters()]
             elif isinstance(module, ResnetBlock):
-                names += [f"decoder.{name}.{n}" for n, _ in module.named_parameters(recurse=False)]
+                names += [f"decoder.{name}.{n}" for n, _ in module.named_parameters() if n.startswith("temporal_")]
                 if module.conv3d:
                     names += [f"decoder.{name}.{c}.{p}" for c in ("conv1", "conv2") for p in ("weight", "bias")]
         return sorted(set(names))
