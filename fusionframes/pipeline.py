@@ -288,9 +288,9 @@ class FusionFramesPipeline:
         factor = self.movq.downsample_factor * 2 ** (len(self.keyframe_unet.config.dim_mult) - 1)
         for name, size in (("height", height), ("width", width)):
             if size % factor or size <= 0:
-                lower, upper = max(factor, size // factor * factor), (size // factor + 1) * factor
-                raise FusionFramesError(f"{name} {size} must be a multiple of {factor}; nearest valid sizes: "
-                                        f"{lower} or {upper}")
+                nearest = sorted({max(factor, size // factor * factor), max(factor, (size // factor + 1) * factor)})
+                raise FusionFramesError(f"{name} {size} must be a positive multiple of {factor}; nearest valid "
+                                        f"size{'s' if len(nearest) > 1 else ''}: {' or '.join(map(str, nearest))}")
         return height // self.movq.downsample_factor, width // self.movq.downsample_factor
 
     def __call__(self, prompt: Union[str, List[str]], negative_prompt: Union[None, str, List[str]] = None,

@@ -1,0 +1,271 @@
+"""The whole pipeline with tiny random components (real all-MiniLM-L6-v2 text encoder) on the CPU."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+from fusionframes import FusionFramesError
+from fusionframes.cli import main
+from fusionframes.models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet
+from fusionframes.models.movq import MoVQ
+from fusionframes.models.text import TextProjection
+from fusionframes.pipeline import (PACKAGED_TEXT_ENCODER, FusionFramesPipeline, frames_per_level,
+                                   load_text_encoder, scheduler_config)
+from tests.conftest import randomize
+
+UNET = dict(model_channels=32, init_channels=16, time_embed_dim=64, context_dim=64, groups=8, head_dim=16,
+            expansion_ratio=2, dim_mult=(1, 2), num_blocks=(1, 1), add_cross_attention=(False, True),
+            add_self_attention=(False, True))
+MOVQ = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16, norm_groups=8,
+            video_decoder="conv3x1x1")
+SETTINGS = dict(num_keyframes=3, height=16, width=16, num_inference_steps=3, interpolation_steps=2,
+                max_text_tokens=16, decode_chunk_size=8, decode_chunk_overlap=2)
+
+
+@pytest.fixture(scope="module")
+def text_encoder():
+    return load_text_encoder(PACKAGED_TEXT_ENCODER)
+
+
+@pytest.fixture
+def pipe(text_encoder):
+    torch.manual_seed(0)
+    encoder, tokenizer = text_encoder
+    t2i = randomize(Kandinsky3UNet(**UNET), seed=1)
+    keyframes = randomize(KeyframeUNet.from_t2i(t2i), seed=2)
+    interpolation = randomize(InterpolationUNet.from_t2i(t2i), seed=3)
+    movq = randomize(MoVQ(**MOVQ), seed=4, std=0.05)
+    pipe = FusionFramesPipeline(encoder, tokenizer, TextProjection(384, 64), torch.randn(64), keyframes,
+                                interpolation, movq, **SETTINGS)
+    pipe.progress = False
+    return pipe
+
+
+def seeded(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+@pytest.mark.parametrize("fps, fps_value", [("low", 2), ("medium", 8), ("high", 30)])
+def test_frame_counts_for_every_fps(pipe, fps, fps_value):
+    out = pipe("a red ball", fps=fps, output_type="np", generator=seeded(0))
+    assert out.frames.shape == (1, frames_per_level(3)[fps], 16, 16, 3) and out.fps == fps_value
+    assert frames_per_level(3) == {"low": 3, "medium": 9, "high": 33}
+    assert out.frames.min() >= 0 and out.frames.max() <= 1
+
+
+def test_output_types(pipe):
+    pil = pipe("a red ball", output_type="pil", generator=seeded(0)).frames
+    assert len(pil) == 1 and len(pil[0]) == 3 and pil[0][0].size == (16, 16)
+    assert pipe("a red ball", output_type="pt", generator=seeded(0)).frames.shape == (1, 3, 3, 16, 16)
+    latents = pipe("a red ball", output_type="latent", generator=seeded(0), fps="medium").frames
+    assert latents.shape == (1, 4, 9, 8, 8)
+    # keyframes sit at every 4th frame after interpolation
+    keyframes = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
+    torch.testing.assert_close(latents[:, :, ::4], keyframes)
+
+
+def test_seeds_reproduce_and_differ(pipe):
+    a = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(7)).frames
+    b = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(7)).frames
+    c = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(8)).frames
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_a_seed_reproduces_its_video_anywhere_in_a_batch(pipe):
+    prompts = ["a red ball", "a much longer prompt about a blue square drifting slowly upward"]
+    batch = pipe(prompts, fps="medium", output_type="pt", generator=seeded(1, 2)).frames
+    for i, (prompt, seed) in enumerate(zip(prompts, (1, 2))):
+        single = pipe(prompt, fps="medium", output_type="pt", generator=seeded(seed)).frames
+        torch.testing.assert_close(batch[i:i + 1], single, atol=1e-5, rtol=1e-5)
+    two = pipe("a red ball", num_videos_per_prompt=2, output_type="pt", generator=seeded(5, 6)).frames
+    assert two.shape[0] == 2 and not torch.allclose(two[0], two[1])
+
+
+def test_prompt_context_is_cut_to_its_tokens_plus_one(pipe):
+    (context, mask), = pipe.encode_prompt(["a red ball"])  # [CLS] a red ball [SEP] + one zero slot
+    assert context.shape == (6, 64) and mask.tolist() == [True] * 5 + [False]
+    assert torch.equal(context[-1], torch.zeros(64))
+    null, null_mask = pipe._unconditional(context)
+    assert torch.equal(null[0], pipe.null_embedding) and null[1:].abs().sum() == 0
+    assert null_mask.tolist() == [True] + [False] * 5
+
+
+def test_keyframe_guidance_runs_cond_and_null_and_combines(pipe, monkeypatch):
+    seen = []
+    forward = pipe.keyframe_unet.forward
+
+    def spy(x, t, context, mask, *args):
+        seen.append((x.shape[0], context.clone(), mask.clone()))
+        return forward(x, t, context, mask, *args)
+
+    monkeypatch.setattr(pipe.keyframe_unet, "forward", spy)
+    contexts = pipe.encode_prompt(["a red ball"])
+    weight = 3.0
+    out = pipe.generate_keyframes(contexts, num_keyframes=2, latent_size=(8, 8), num_inference_steps=1,
+                                  guidance_scale=weight, generator=seeded(0))
+    batch, context, mask = seen[0]
+    assert batch == 2 and torch.equal(context[1, 0], pipe.null_embedding) and mask[1].sum() == 1
+    # one step from x_T: recompute the guided prediction by hand and compare the resulting sample
+    noise = torch.randn((1, 4, 2, 8, 8), generator=seeded(0)[0])
+    with torch.no_grad():
+        cond = forward(noise, torch.zeros(1, dtype=torch.long), context[:1], mask[:1])
+        uncond = forward(noise, torch.zeros(1, dtype=torch.long), context[1:], mask[1:])
+    eps = (weight + 1) * cond - weight * uncond
+    from fusionframes.diffusion import Schedule, dynamic_threshold, predicted_x0
+    abar = Schedule.cosine(1).alphas_cumprod[0]
+    x0 = dynamic_threshold(predicted_x0(eps, noise, abar.sqrt(), (1 - abar).sqrt(), "epsilon"), 0.98)
+    torch.testing.assert_close(out, x0, atol=1e-5, rtol=1e-5)  # one step: the sample is the (guided) x̂₀
+
+
+def test_interpolation_context_guidance_zeroes_the_keyframes(pipe, monkeypatch):
+    seen = []
+    forward = pipe.interpolation_unet.forward
+
+    def spy(x, t, keyframes, skip, *args, **kwargs):
+        seen.append((keyframes.clone(), skip))
+        return forward(x, t, keyframes, skip, *args, **kwargs)
+
+    monkeypatch.setattr(pipe.interpolation_unet, "forward", spy)
+    latents = torch.randn(1, 4, 3, 8, 8)
+    out = pipe.interpolate(latents, skip_frames=3, num_inference_steps=2, guidance_scale=0.25, generator=seeded(0))
+    keyframes, skip = seen[0]
+    assert skip == 3 and torch.equal(keyframes[0], latents[0]) and keyframes[1].abs().sum() == 0
+    assert out.shape == (1, 4, 9, 8, 8) and torch.equal(out[:, :, ::4], latents)
+    seen.clear()
+    pipe.interpolate(latents, 1, 2, guidance_scale=0.0, generator=seeded(0))
+    assert seen[0][0].shape[0] == 1  # no guidance: one conditional pass
+
+
+def test_callback_sees_every_step_of_every_stage(pipe):
+    calls = []
+    pipe("a red ball", fps="high", generator=seeded(0), output_type="latent",
+         callback_on_step_end=lambda stage, step, t, x: calls.append((stage, step)))
+    stages = [stage for stage, _ in calls]
+    assert stages == ["keyframes"] * 3 + ["interpolation s=3"] * 2 + ["interpolation s=1"] * 2
+
+
+def test_diffusers_schedulers_swap_in(pipe):
+    default = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
+    pipe.keyframe_scheduler = DPMSolverMultistepScheduler.from_config(scheduler_config("epsilon"))
+    pipe.interpolation_scheduler = DDIMScheduler.from_config(scheduler_config("v_prediction"))
+    swapped = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
+    assert swapped.shape == default.shape and torch.isfinite(swapped).all() and not torch.allclose(swapped, default)
+    pipe.keyframe_scheduler = DDIMScheduler.from_config(scheduler_config("v_prediction"))
+    with pytest.raises(FusionFramesError, match="keyframes scheduler predicts 'v_prediction'; this model needs "
+                                                "'epsilon'"):
+        pipe("a red ball", generator=seeded(0))
+
+
+def test_save_and_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    loaded.progress = False
+    assert json.loads((tmp_path / "model" / "pipeline.json").read_text())["text_encoder"] == PACKAGED_TEXT_ENCODER
+    a = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(3)).frames
+    b = loaded("a red ball", fps="medium", output_type="pt", generator=seeded(3)).frames
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    shutil.rmtree(tmp_path / "model" / "movq")
+    with pytest.raises(FusionFramesError, match=r"incomplete; missing: movq/config.json"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    with pytest.raises(FusionFramesError, match="model folder not found"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "nowhere")
+
+
+def test_a_t5_text_encoder_loads_its_encoder_half(tmp_path, text_encoder):
+    from transformers import T5Config, T5EncoderModel
+
+    # Flan-UL2's family at toy size; the MiniLM tokenizer stands in for T5's (same code path, offline).
+    folder = tmp_path / "t5"
+    T5EncoderModel(T5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)) \
+        .save_pretrained(folder)
+    text_encoder[1].save_pretrained(folder)
+    encoder, tokenizer = load_text_encoder(str(folder))
+    assert type(encoder).__name__ == "T5EncoderModel"
+    states = encoder(**tokenizer(["a red ball"], return_tensors="pt")).last_hidden_state
+    assert states.shape[-1] == 32
+    with pytest.raises(FusionFramesError, match="text encoder folder not found"):
+        load_text_encoder(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(prompt="   "), "the prompt is empty"),
+    (dict(prompt=["a red ball", ""]), "the prompt is empty"),
+    (dict(prompt="a", height=18), "height 18 must be a positive multiple of 4; nearest valid sizes: 16 or 20"),
+    (dict(prompt="a", width=2), "width 2 must be a positive multiple of 4; nearest valid size: 4"),
+    (dict(prompt="a", num_keyframes=1, fps="medium"), "needs at least 2, got 1"),
+    (dict(prompt="a", fps="ultra"), "unknown fps 'ultra'"),
+    (dict(prompt="a", output_type="gif"), "unknown output_type 'gif'"),
+    (dict(prompt=["a", "b"], generator=seeded(1)), "1 generators for 2 videos"),
+    (dict(prompt=["a", "b"], negative_prompt=["x"]), "1 negative prompts for 2 prompts"),
+])
+def test_bad_input_is_a_clear_error(pipe, kwargs, message):
+    with pytest.raises(FusionFramesError, match=message.replace("(", r"\(")):
+        pipe(**kwargs)
+
+
+def test_long_prompt_is_truncated_with_a_warning(pipe):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe(" ".join(["ball"] * 40), generator=seeded(0), output_type="latent")
+    assert any("truncated to the text encoder's limit of 16" in str(w.message) for w in caught)
+
+
+def test_non_finite_latents_stop_with_the_stage_named(pipe, monkeypatch):
+    monkeypatch.setattr(pipe.interpolation_unet, "forward", lambda x, *a, **k: x * float("nan"))
+    with pytest.raises(FusionFramesError, match="interpolation s=3: latents became non-finite"):
+        pipe("a red ball", fps="medium", generator=seeded(0))
+
+
+def test_negative_prompt_changes_the_video(pipe):
+    a = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
+    b = pipe("a red ball", negative_prompt="a blurry green square", output_type="latent", generator=seeded(0)).frames
+    assert not torch.allclose(a, b)
+
+
+def test_model_cpu_offload_gives_the_same_video(pipe):
+    a = pipe("a red ball", output_type="pt", generator=seeded(0)).frames
+    pipe.enable_model_cpu_offload("cpu")
+    b = pipe("a red ball", output_type="pt", generator=seeded(0)).frames
+    assert torch.equal(a, b)
+
+
+def test_generate_cli_with_a_model_folder(pipe, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "a red ball", "--model", str(tmp_path / "model"), "-o", str(out), "--seed", "4",
+                 "--fps", "medium", "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 9 and summary["fps"] == 8 and summary["seed"] == 4
+    direct = pipe("a red ball", fps="medium", output_type="np", generator=seeded(4)).frames[0]
+    from fusionframes.video_io import read_video
+    decoded = read_video(out).astype(np.float32) / 255
+    assert decoded.shape == direct.shape and np.abs(decoded - direct).mean() < 0.05  # H.264 is lossy
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dtype", "float8"], "unknown dtype 'float8'"),
+    (["--device", "tpu:banana"], "unknown device 'tpu:banana'"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "nope"], "device"),
+    (["-o", "/nonexistent-folder/v.mp4"], "the folder /nonexistent-folder does not exist"),
+    (["-o", "video.avi"], "-o must name an .mp4 file"),
+])
+def test_generate_cli_bad_input_exits_2(pipe, tmp_path, capsys, args, message):
+    pipe.save_pretrained(tmp_path / "model")
+    argv = ["generate", "a red ball", "--model", str(tmp_path / "model"), "-o", str(tmp_path / "v.mp4"), "--quiet"]
+    assert main(argv + args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_generate_cli_missing_and_incomplete_model(tmp_path, capsys):
+    assert main(["generate", "a", "--model", str(tmp_path / "none"), "-o", str(tmp_path / "v.mp4")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["generate", "a", "--model", str(tmp_path / "empty"), "-o", str(tmp_path / "v.mp4")]) == 2
+    assert "missing: keyframe_unet/config.json" in capsys.readouterr().err
