@@ -269,3 +269,55 @@ def test_generate_cli_missing_and_incomplete_model(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["generate", "a", "--model", str(tmp_path / "empty"), "-o", str(tmp_path / "v.mp4")]) == 2
     assert "missing: keyframe_unet/config.json" in capsys.readouterr().err
+
+
+def test_a_folder_converted_from_official_checkpoints_loads_and_runs(tmp_path, text_encoder):
+    """Official .pt layouts (tiny) → convert-official per component → pipeline folder + a local T5 encoder."""
+    from transformers import T5Config, T5EncoderModel
+
+    from fusionframes.convert.official import convert_official, ours_to_official
+
+    t5 = tmp_path / "flan"
+    T5EncoderModel(T5Config(vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)) \
+        .save_pretrained(t5)
+    text_encoder[1].save_pretrained(t5)
+    official_unet = {k: v for k, v in UNET.items()}
+    t2i = randomize(Kandinsky3UNet(**UNET), seed=1)
+    keyframes = randomize(KeyframeUNet.from_t2i(t2i), seed=2)
+    interpolation = randomize(InterpolationUNet.from_t2i(t2i), seed=3)
+    movq = MoVQ(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16)
+    files = {
+        "keyframe-unet": {"unet": {ours_to_official(k): v for k, v in keyframes.state_dict().items()},
+                          "null_embedding": torch.randn(64),
+                          "projections": {"t5.0.weight": torch.randn(64, 32) * 0.1, "t5.1.weight": torch.ones(64),
+                                          "t5.1.bias": torch.zeros(64)}},
+        "interpolation-unet": {"unet": {ours_to_official(k): v for k, v in interpolation.state_dict().items()
+                                        if k != "null_embedding"},
+                               "null_embedding": torch.randn(64)},
+        "movq": movq.state_dict(),
+    }
+    configs = {"keyframe-unet": {**official_unet, "num_frames": 15},
+               "interpolation-unet": {**official_unet, "num_channels": 20, "out_channels": 12, "interpolation": True},
+               "movq": dict(double_z=False, z_channels=4, resolution=16, in_channels=3, out_ch=3, ch=32,
+                            ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], dropout=0.0)}
+    folder = tmp_path / "kv1"
+    for component, checkpoint in files.items():
+        torch.save(checkpoint, tmp_path / f"{component}.pt")
+        convert_official(component, tmp_path / f"{component}.pt", folder / component.replace("-", "_"),
+                         configs[component])
+    pipe = FusionFramesPipeline.from_pretrained(folder, text_encoder=str(t5))
+    pipe.progress = False
+    assert pipe.defaults["num_keyframes"] == 15 and pipe.defaults["height"] == 512  # KV 1.0 defaults
+    out = pipe("a red ball", num_keyframes=2, height=16, width=16, fps="medium", num_inference_steps=2,
+               interpolation_steps=2, output_type="np", generator=seeded(0))
+    assert out.frames.shape == (1, 5, 16, 16, 3) and np.isfinite(out.frames).all()
+    assert torch.equal(pipe.null_embedding, files["keyframe-unet"]["null_embedding"])
+
+
+def test_bfloat16_unets_with_float32_decoding(pipe):
+    full = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
+    pipe.to(dtype=torch.bfloat16)
+    assert pipe.keyframe_unet.dtype == torch.bfloat16 and pipe.movq.dtype == torch.float32
+    half = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - full).abs().mean() < 0.1  # same video up to bf16 rounding
