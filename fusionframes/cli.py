@@ -51,17 +51,33 @@ def _device(name: str):
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(device.type, False):
         raise FusionFramesError(f"device {name!r} is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise FusionFramesError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
-def _check_outputs(args):
+def _check_args(args):
+    """Every option checked before anything heavy loads."""
+    from .pipeline import DTYPES, FPS
+
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
         raise FusionFramesError(f"-o must name an .mp4 file, got {out}")
     if not out.parent.is_dir():
         raise FusionFramesError(f"the folder {out.parent} does not exist; create it or choose another output path")
-    if args.frames_dir and Path(args.frames_dir).exists() and any(Path(args.frames_dir).iterdir()):
-        raise FusionFramesError(f"frames folder {args.frames_dir} is not empty; choose a new one")
+    if args.frames_dir:
+        frames = Path(args.frames_dir)
+        if frames.exists() and (not frames.is_dir() or any(frames.iterdir())):
+            raise FusionFramesError(f"--frames-dir {frames} must be a new or empty folder")
+        if not frames.parent.is_dir():
+            raise FusionFramesError(f"the folder {frames.parent} (of --frames-dir) does not exist")
+    if args.fps not in FPS:
+        raise FusionFramesError(f"unknown fps {args.fps!r}; choose low, medium or high")
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
+    return _device(args.device), DTYPES[args.dtype]
 
 
 def _render(pipe, args):
@@ -71,14 +87,10 @@ def _render(pipe, args):
     import numpy as np
     import torch
 
-    from .pipeline import DTYPES
     from .video_io import write_frames, write_gif, write_video
 
-    _check_outputs(args)
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
-    device = _device(args.device)
-    pipe.to(device=device, dtype=DTYPES[args.dtype])
+    device, dtype = _check_args(args)
+    pipe.to(device=device, dtype=dtype)
     pipe.progress = not args.quiet
     seed = random.randrange(2**31) if args.seed is None else args.seed
     settings = dict(num_keyframes=args.keyframes, height=args.height, width=args.width, fps=args.fps,
@@ -87,7 +99,8 @@ def _render(pipe, args):
     output = pipe(args.prompt, generator=torch.Generator(device).manual_seed(seed), output_type="np",
                   **{k: v for k, v in settings.items() if v is not None})
     frames = (output.frames[0] * 255).round().astype(np.uint8)
-    resolved = {k: v for k, v in pipe.defaults.items() if k in settings} | {k: v for k, v in settings.items() if v}
+    resolved = {k: v for k, v in pipe.defaults.items() if k in settings}
+    resolved.update({k: v for k, v in settings.items() if v is not None})
     metadata = {"comment": json.dumps({"prompt": args.prompt, "seed": seed, **resolved, "generator": "fusionframes"}),
                 "title": args.prompt}
     path = write_video(frames, args.output, fps=output.fps, metadata=metadata, create_folder=False)
@@ -110,19 +123,32 @@ def _report(summary, args):
 def _generate(args):
     from .pipeline import FusionFramesPipeline
 
-    _check_outputs(args)
+    device, dtype = _check_args(args)
     model = Path(args.model) if args.model else DEFAULT_MODEL
     if args.model is None and not model.is_dir():
         raise FusionFramesError("no default model is installed yet; pass --model DIR, or try `fusionframes demo`")
-    _report(_render(FusionFramesPipeline.from_pretrained(model, text_encoder=args.text_encoder), args), args)
+    pipe = FusionFramesPipeline.from_pretrained(model, text_encoder=args.text_encoder, dtype=dtype, device=device)
+    _report(_render(pipe, args), args)
 
 
 def _demo(args):
     from .demo import tiny_random_pipeline
 
     print("NOTE: no default model yet — running the pipeline with tiny RANDOM weights; the video is noise-like.")
-    _check_outputs(args)
+    _check_args(args)
     _report(_render(tiny_random_pipeline(), args), args)
+
+
+def _train(args):
+    from .training import load_config, train
+
+    config = load_config(args.config)
+    if config.stage != args.stage:
+        raise FusionFramesError(f"{args.config} configures stage {config.stage!r}, not {args.stage!r}")
+    result = train(config, resume=args.resume, progress=not args.quiet)
+    print(json.dumps(result) if args.json else f"{result['status']} at step {result['step']}; outputs: {result['output']}")
+    if result["status"] != "finished":
+        raise SystemExit(130)
 
 
 def _add_generation_options(p):
@@ -168,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder", help="local text-encoder folder, overriding the model's (e.g. Flan-UL2)")
     _add_generation_options(p)
     p.set_defaults(run=_generate)
+
+    p = sub.add_parser("train", help="train one stage of the paper (runs under python, torchrun or accelerate)")
+    p.add_argument("stage", help="t2i, keyframes, interpolation, masked-interpolation, movq or video-decoder")
+    p.add_argument("--config", required=True, help="YAML run configuration")
+    p.add_argument("--resume", action="store_true", help="continue from output_dir/checkpoint")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_train)
 
     p = sub.add_parser("demo", help="the whole pipeline with tiny *random* weights (until the default model ships)")
     p.add_argument("prompt", nargs="?", default="a red ball moving to the right")

@@ -21,9 +21,10 @@ TINY_SETTINGS = dict(num_keyframes=4, height=128, width=128, num_inference_steps
 
 
 def tiny_random_pipeline(seed: int = 0) -> FusionFramesPipeline:
-    torch.manual_seed(seed)
     encoder, tokenizer = load_text_encoder(PACKAGED_TEXT_ENCODER)
-    t2i = Kandinsky3UNet(**TINY_UNET)
-    return FusionFramesPipeline(encoder, tokenizer, TextProjection(encoder.config.hidden_size, 64), torch.randn(64),
-                                KeyframeUNet.from_t2i(t2i), InterpolationUNet.from_t2i(t2i), MoVQ(**TINY_MOVQ),
-                                **TINY_SETTINGS)
+    with torch.random.fork_rng():  # seeded weights without touching the caller's random state
+        torch.manual_seed(seed)
+        t2i = Kandinsky3UNet(**TINY_UNET)
+        return FusionFramesPipeline(encoder, tokenizer, TextProjection(encoder.config.hidden_size, 64),
+                                    torch.randn(64), KeyframeUNet.from_t2i(t2i), InterpolationUNet.from_t2i(t2i),
+                                    MoVQ(**TINY_MOVQ), **TINY_SETTINGS)

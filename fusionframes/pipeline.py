@@ -21,7 +21,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange
 from safetensors.torch import load_file, save_file
 
-from .diffusion import Schedule, guide, sample_ancestral, sample_with_scheduler
+from .diffusion import Schedule, guide, guided, sample_ancestral, sample_with_scheduler
 from .errors import FusionFramesError
 from .models import InterpolationUNet, KeyframeUNet
 from .models.movq import MoVQ
@@ -89,8 +89,6 @@ class FusionFramesPipeline:
         self.decode_dtype = torch.float32
 
     # ----------------------------------------------------------------------------------------------- loading
-    COMPONENTS = ("text_encoder", "text_projection", "keyframe_unet", "interpolation_unet", "movq")
-
     @classmethod
     def from_pretrained(cls, folder, text_encoder: Optional[str] = None, dtype: Optional[torch.dtype] = None,
                         device=None) -> "FusionFramesPipeline":
@@ -99,11 +97,22 @@ class FusionFramesPipeline:
         folder = Path(folder)
         if not folder.is_dir():
             raise FusionFramesError(f"model folder not found: {folder}")
-        settings = json.loads((folder / "pipeline.json").read_text()) if (folder / "pipeline.json").is_file() else {}
-        source = text_encoder or settings.pop("text_encoder", None)
-        settings.pop("text_encoder", None)
-        if source is None and (folder / "text_encoder").is_dir():
+        settings = {}
+        if (folder / "pipeline.json").is_file():
+            try:
+                settings = json.loads((folder / "pipeline.json").read_text())
+            except json.JSONDecodeError as error:
+                raise FusionFramesError(f"{folder / 'pipeline.json'} is not valid JSON: {error}") from None
+        stored = settings.pop("text_encoder", None)
+        # A path given here is the caller's (relative to the working folder); one in pipeline.json is the folder's.
+        if text_encoder is not None:
+            source = text_encoder if text_encoder == PACKAGED_TEXT_ENCODER else str(Path(text_encoder).resolve())
+        elif stored is not None:
+            source = stored if stored == PACKAGED_TEXT_ENCODER else str(folder / stored)
+        elif (folder / "text_encoder").is_dir():
             source = str(folder / "text_encoder")
+        else:
+            source = None
         required = ["keyframe_unet/config.json", "keyframe_unet/null_embedding.safetensors",
                     "keyframe_unet/text_projection/config.json", "interpolation_unet/config.json", "movq/config.json"]
         missing = [name for name in required if not (folder / name).is_file()]
@@ -111,14 +120,14 @@ class FusionFramesPipeline:
             missing.append("a text encoder (pipeline.json 'text_encoder', a text_encoder/ folder, or text_encoder=)")
         if missing:
             raise FusionFramesError(f"model folder {folder} is incomplete; missing: {', '.join(missing)}")
-        if source != PACKAGED_TEXT_ENCODER and not Path(source).is_absolute():
-            source = str(folder / source)
         encoder, tokenizer = load_text_encoder(source, dtype)
         keyframes = folder / "keyframe_unet"
-        pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection"),
+        unet_kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+        pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection", **unet_kwargs),
                    load_file(keyframes / "null_embedding.safetensors")["null_embedding"],
-                   KeyframeUNet.from_pretrained(keyframes), InterpolationUNet.from_pretrained(folder / "interpolation_unet"),
-                   MoVQ.from_pretrained(folder / "movq"), text_encoder_source=text_encoder or source, **settings)
+                   KeyframeUNet.from_pretrained(keyframes, **unet_kwargs),
+                   InterpolationUNet.from_pretrained(folder / "interpolation_unet", **unet_kwargs),
+                   MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source, **settings)
         return pipe.to(device=device, dtype=dtype)
 
     def save_pretrained(self, folder, text_encoder: Optional[str] = None):
@@ -132,7 +141,10 @@ class FusionFramesPipeline:
                   keyframes / "null_embedding.safetensors")
         self.interpolation_unet.save_pretrained(folder / "interpolation_unet")
         self.movq.save_pretrained(folder / "movq")
-        settings = {"text_encoder": text_encoder or self.text_encoder_source, **self.defaults}
+        source = text_encoder or self.text_encoder_source
+        if source != PACKAGED_TEXT_ENCODER:
+            source = str(Path(source).resolve())
+        settings = {"text_encoder": source, **self.defaults}
         (folder / "pipeline.json").write_text(json.dumps(settings, indent=1) + "\n")
 
     def to(self, device=None, dtype=None) -> "FusionFramesPipeline":
@@ -243,14 +255,12 @@ class FusionFramesPipeline:
         b, c, t, h, w = latents.shape
         if t < 2:
             raise FusionFramesError(f"interpolation needs at least 2 frames, got {t}")
-        keyframes = latents.to(unet.dtype)
+        keyframes = latents.to(self.device, unet.dtype)
 
-        def denoise(x, timestep):
-            if not guidance_scale:
-                return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
-            both = unet(torch.cat([x, x]).to(unet.dtype), torch.cat([timestep, timestep]),
-                        torch.cat([keyframes, torch.zeros_like(keyframes)]), skip_frames).float()
-            return guide(*both.chunk(2), guidance_scale)
+        def predict(x, timestep, keyframes):
+            return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
+
+        denoise = guided(predict, guidance_scale, {"keyframes": keyframes}, {"keyframes": torch.zeros_like(keyframes)})
 
         with self._running(unet):
             noise = randn_tensor((b, c, 3 * (t - 1), h, w), generator=generator, device=self.device,
@@ -258,8 +268,9 @@ class FusionFramesPipeline:
             middle = self._sample(denoise, noise, self.interpolation_scheduler, "v_prediction", num_inference_steps,
                                   generator, callback, f"interpolation s={skip_frames}", frames_per_unit=3)
         groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
-        video = torch.cat([latents[:, :, :-1, None].to(groups), groups], dim=3)
-        return torch.cat([rearrange(video, "b c g k h w -> b c (g k) h w"), latents[:, :, -1:].to(groups)], dim=2)
+        latents = latents.to(groups)
+        video = torch.cat([latents[:, :, :-1, None], groups], dim=3)
+        return torch.cat([rearrange(video, "b c g k h w -> b c (g k) h w"), latents[:, :, -1:]], dim=2)
 
     def _sample(self, denoise, noise, scheduler, prediction_type, steps, generator, callback, stage,
                 frames_per_unit):
@@ -276,7 +287,7 @@ class FusionFramesPipeline:
     def decode(self, latents: torch.Tensor, chunk_size: Optional[int] = None,
                chunk_overlap: Optional[int] = None) -> torch.Tensor:
         """Latents (B, 4, F, h, w) → frames (B, F, 3, H, W) in [0, 1], decoded in overlapping windows."""
-        chunk_size = chunk_size or self.defaults["decode_chunk_size"]
+        chunk_size = self.defaults["decode_chunk_size"] if chunk_size is None else chunk_size
         chunk_overlap = self.defaults["decode_chunk_overlap"] if chunk_overlap is None else chunk_overlap
         with self._running(self.movq):
             video = torch.cat([self.movq.decode(z[None].to(self.movq.device, self.movq.dtype), chunk_size,
@@ -303,16 +314,22 @@ class FusionFramesPipeline:
         """Generate videos. ``fps``: "low" = the T keyframes (2 FPS), "medium" = 4T−3 frames (8 FPS), "high" =
         16T−15 frames (30 FPS). ``generator``: one per video (a seed then reproduces its video wherever it stands
         in the batch), one for all, or None. ``callback_on_step_end(stage, step, timestep, latents)``."""
-        import time
-
         d = self.defaults
-        num_keyframes = num_keyframes or d["num_keyframes"]
-        height, width = height or d["height"], width or d["width"]
-        steps = num_inference_steps or d["num_inference_steps"]
-        interpolation_steps = interpolation_steps or d["interpolation_steps"]
-        guidance_scale = d["guidance_scale"] if guidance_scale is None else guidance_scale
-        interpolation_guidance_scale = (d["interpolation_guidance_scale"] if interpolation_guidance_scale is None
-                                        else interpolation_guidance_scale)
+        pick = lambda value, key: d[key] if value is None else value  # noqa: E731
+        num_keyframes, height, width = pick(num_keyframes, "num_keyframes"), pick(height, "height"), pick(width, "width")
+        steps, interpolation_steps = pick(num_inference_steps, "num_inference_steps"), pick(interpolation_steps,
+                                                                                            "interpolation_steps")
+        guidance_scale = pick(guidance_scale, "guidance_scale")
+        interpolation_guidance_scale = pick(interpolation_guidance_scale, "interpolation_guidance_scale")
+        for name, value in (("num_inference_steps", steps), ("interpolation_steps", interpolation_steps)):
+            if not isinstance(value, int) or not 1 <= value <= 1000:
+                raise FusionFramesError(f"{name} must be an integer from 1 to 1000, got {value!r}")
+        for name, value in (("guidance_scale", guidance_scale),
+                            ("interpolation_guidance_scale", interpolation_guidance_scale)):
+            if value < 0:
+                raise FusionFramesError(f"{name} must be ≥ 0 (KV 1.0's w; 0 = no guidance), got {value}")
+        if num_videos_per_prompt < 1:
+            raise FusionFramesError(f"num_videos_per_prompt must be ≥ 1, got {num_videos_per_prompt}")
         if fps not in FPS:
             raise FusionFramesError(f"unknown fps {fps!r}; choose low, medium or high")
         if output_type not in ("pil", "np", "pt", "latent"):

@@ -12,6 +12,15 @@ import numpy as np
 from .errors import FusionFramesError
 
 
+def publish(tmp, path, folder: bool = False):
+    """Move a finished temporary file or folder into place with the permissions a plain create would give
+    (mkstemp/mkdtemp make them owner-only)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
+    os.replace(tmp, path)
+
+
 def _check_frames(frames) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -50,7 +59,7 @@ def write_video(frames: np.ndarray, path, fps: float = 30.0, crf: int = 18, meta
             for frame in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
             container.mux(stream.encode())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -68,7 +77,7 @@ def write_gif(frames: np.ndarray, path, fps: float = 8.0) -> Path:
         images = [Image.fromarray(frame) for frame in frames]
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], loop=0,
                        duration=max(20, round(1000 / fps)))
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -89,7 +98,7 @@ def write_frames(frames: np.ndarray, folder) -> Path:
             Image.fromarray(frame).save(staging / f"frame_{i:05d}.png")
         if folder.exists():
             folder.rmdir()
-        os.replace(staging, folder)
+        publish(staging, folder, folder=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -321,3 +321,59 @@ def test_bfloat16_unets_with_float32_decoding(pipe):
     half = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     assert (half - full).abs().mean() < 0.1  # same video up to bf16 rounding
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_inference_steps=0), "num_inference_steps must be an integer from 1 to 1000, got 0"),
+    (dict(num_inference_steps=-3), "from 1 to 1000, got -3"),
+    (dict(interpolation_steps=1001, fps="medium"), "interpolation_steps must be an integer from 1 to 1000"),
+    (dict(guidance_scale=-1.0), "guidance_scale must be ≥ 0"),
+    (dict(height=0), "height 0 must be a positive multiple of 4"),
+    (dict(num_videos_per_prompt=0), "num_videos_per_prompt must be ≥ 1"),
+])
+def test_numbers_out_of_range_are_errors_not_defaults(pipe, kwargs, message):
+    with pytest.raises(FusionFramesError, match=message):
+        pipe("a red ball", **kwargs)
+
+
+def test_text_encoder_paths_resolve_against_the_right_folder(pipe, tmp_path, text_encoder, monkeypatch):
+    encoder_dir = tmp_path / "encoders" / "minilm"
+    text_encoder[0].save_pretrained(encoder_dir)
+    text_encoder[1].save_pretrained(encoder_dir)
+    pipe.save_pretrained(tmp_path / "model")
+    monkeypatch.chdir(tmp_path / "encoders")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "model", text_encoder="minilm")  # the caller's cwd
+    assert loaded.text_encoder_source == str(encoder_dir)
+    loaded.save_pretrained(tmp_path / "copy")
+    assert json.loads((tmp_path / "copy" / "pipeline.json").read_text())["text_encoder"] == str(encoder_dir)
+    settings = json.loads((tmp_path / "model" / "pipeline.json").read_text())
+    shutil.copytree(encoder_dir, tmp_path / "model" / "enc")
+    (tmp_path / "model" / "pipeline.json").write_text(json.dumps({**settings, "text_encoder": "enc"}))
+    assert FusionFramesPipeline.from_pretrained(tmp_path / "model").text_encoder_source == str(tmp_path / "model" / "enc")
+    (tmp_path / "model" / "pipeline.json").write_text("{not json")
+    with pytest.raises(FusionFramesError, match="pipeline.json is not valid JSON"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "model")
+
+
+def test_cli_outputs_metadata_and_permissions(pipe, tmp_path, capsys):
+    import os
+    import stat
+
+    from fusionframes.video_io import read_metadata
+    pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "a red ball", "--model", str(tmp_path / "model"), "-o", str(out), "--seed", "1",
+                 "--guidance", "0", "--quiet", "--gif"]) == 0
+    assert json.loads(read_metadata(out)["comment"])["guidance_scale"] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (out, out.with_suffix(".gif")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    (tmp_path / "file").write_text("x")
+    for args, message in ((["--frames-dir", str(tmp_path / "file")], "must be a new or empty folder"),
+                          (["--frames-dir", str(tmp_path / "no" / "frames")], "(of --frames-dir) does not exist"),
+                          (["--seed", str(2**64)], "--seed must be between 0 and 2**63"),
+                          (["--fps", "ultra"], "unknown fps 'ultra'")):
+        assert main(["generate", "a", "--model", str(tmp_path / "model"), "-o", str(tmp_path / "w.mp4")] + args) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "w.mp4").exists()

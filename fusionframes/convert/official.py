@@ -7,7 +7,6 @@ names and rename only index-addressed containers (``resnet_attn_blocks.i.j`` →
 mapping is a few regular expressions; MoVQ names are the official ones unchanged.
 """
 
-import os
 import re
 import shutil
 import tempfile
@@ -23,6 +22,7 @@ from ..models.movq import MoVQ
 from ..models.presets import KANDINSKY3, KV1_MOVQ
 from ..models.text import TextProjection
 from ..models.unet import KeyframeUNet
+from ..video_io import publish
 
 PAIR_ROLES = ["in_resnet", "cross_attention", "out_resnet", "in_temporal", "out_temporal"]
 TEMPORAL_LAYER_ROLES = {"0": "norm", "2": "conv"}
@@ -245,8 +245,8 @@ def convert_official(component: str, checkpoint_path, out_dir, config: Optional[
     """Write a ``from_pretrained`` folder (config.json + safetensors) and, where present, ``null_embedding.
     safetensors`` and ``text_projection/``. Written to a temporary folder first, so a failure leaves nothing."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FusionFramesError(f"output folder {out_dir} is not empty; choose a new one")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise FusionFramesError(f"output {out_dir} is not empty (or not a folder); choose a new folder")
     model, extras = load_official(component, checkpoint_path, config, return_extras=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -263,7 +263,7 @@ def convert_official(component: str, checkpoint_path, out_dir, config: Optional[
             projection.save_pretrained(staging / "text_projection", safe_serialization=True)
         if out_dir.exists():
             out_dir.rmdir()
-        os.replace(staging, out_dir)
+        publish(staging, out_dir, folder=True)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -39,7 +39,7 @@ def dynamic_threshold(x0: torch.Tensor, percentile: Optional[float], frames_per_
 def _check_finite(x: torch.Tensor, stage: str, step: int):
     if not torch.isfinite(x).all():
         raise FusionFramesError(f"{stage}: latents became non-finite at sampling step {step}; nothing was written. "
-                                f"Try float32 (--dtype float32) or fewer guidance.")
+                                f"Try float32 or a lower guidance weight.")
 
 
 @torch.no_grad()

@@ -25,6 +25,8 @@ class Schedule:
 
     @classmethod
     def cosine(cls, num_steps: int) -> "Schedule":
+        if not 1 <= num_steps <= 1000:
+            raise ValueError(f"the cosine schedule takes 1 to 1000 steps, got {num_steps}")
         return cls(cosine_betas(num_steps), timestep_scale=1000 // num_steps)
 
     @property

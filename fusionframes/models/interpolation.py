@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import FusionFramesError
 from .blocks import EmbeddingMLP
 from .temporal import TEMPORAL_VARIANTS
-from .unet import Kandinsky3UNet, UNetSkeleton, as_batch, check_video, repeat_frames
+from .unet import Kandinsky3UNet, UNetSkeleton, as_batch, check_video, repeat_frames, temporal_parameter_names
 
 GROUP_SIZE = 3  # frames predicted between each pair of conditioning frames
 
@@ -83,8 +83,12 @@ class InterpolationConditioning(UNetSkeleton):
         if null_embedding is not None:
             state["null_embedding"] = null_embedding
         missing, unexpected = self.load_state_dict(state, strict=False)
-        if unexpected:
-            raise FusionFramesError(f"T2I weights do not fit: unexpected keys {unexpected[:5]}")
+        new = set(temporal_parameter_names(self)) | {"null_embedding"}
+        new |= {name for name, _ in self.named_parameters() if name.startswith(("time_embed_merge", "skip_",
+                                                                                 "perturbation_to_time_embed"))}
+        if unexpected or set(missing) - new:
+            raise FusionFramesError(f"T2I weights do not fit: unexpected {unexpected[:5]}, "
+                                    f"missing {sorted(set(missing) - new)[:5]}")
         return nn.Module.to(self, device=t2i.device, dtype=t2i.dtype)  # ModelMixin.to warns on casts
 
 

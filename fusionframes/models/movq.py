@@ -383,8 +383,9 @@ class MoVQ(ModelMixin, ConfigMixin):
 
         A video decoder decodes a video as one temporal window. ``chunk_size`` bounds memory: the video is decoded
         in windows of that many frames that overlap by ``chunk_overlap``; each output frame is taken from the
-        window where it lies furthest from an edge, so the temporal context of every frame is as in a whole
-        decode up to the receptive field. An image (4-D input) is a video of one frame.
+        window where it lies furthest from an edge (convolutional decoders then match a whole decode once the
+        overlap covers their receptive field; with ``spatial_attention_zq="first-frame"`` each window, as each
+        KV 1.1 decode call, reads its own first frame). An image (4-D input) is a video of one frame.
         """
         frames, f = self._frames(z, self.config.z_channels, "decode input")
         if chunk_size is not None and (chunk_size < 1 or not 0 <= chunk_overlap < chunk_size):
