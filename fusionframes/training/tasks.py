@@ -1,0 +1,266 @@
+"""One small "task" per stage of the paper: an nn.Module whose forward turns a batch into the loss (§5).
+
+The loop hands the task itself to accelerate (so DDP/FSDP wrap the whole forward) and calls
+``task(batch, generator)``; ``save(folder)`` writes from_pretrained folders in the pipeline layout. Frozen helpers
+(the text encoder, MoVQ for the U-Net stages) are held outside the module tree, so optimisers, DDP and
+checkpoints only see what the stage owns.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..diffusion import Schedule, diffusion_loss
+from ..errors import FusionFramesError
+from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
+from ..models.interpolation import masked_windows
+from ..models.movq import MoVQ
+from ..models.text import TextProjection
+from ..pipeline import load_text_encoder
+from .config import RunConfig
+
+TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
+
+
+def _folder(path, what: str) -> Path:
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FusionFramesError(f"{what} not found: {path} has no config.json")
+    return path
+
+
+class Frozen:
+    """A frozen model kept out of the owner's parameters, state dict and DDP; follows the device it is used on."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model.requires_grad_(False).eval()
+
+    def on(self, device) -> nn.Module:
+        return self.model.to(device)
+
+
+class TextConditioning(nn.Module):
+    """Trainable text projection and null embedding over a frozen encoder (KV 1.0's context, §3.1)."""
+
+    def __init__(self, encoder_source: str, context_dim: int, max_tokens: int):
+        super().__init__()
+        encoder, self.tokenizer = load_text_encoder(encoder_source)
+        self.encoder = Frozen(encoder)
+        self.max_tokens = max_tokens
+        self.projection = TextProjection(encoder.config.hidden_size, context_dim)
+        self.null_embedding = nn.Parameter(torch.randn(context_dim) * 0.02)
+
+    def forward(self, captions, dropout: float, generator: torch.Generator):
+        """Context (B, L, D) cut to the batch's longest caption + 1 (padding zeroed), with captions dropped to the
+        null context (slot 0 = null embedding) at rate ``dropout`` — how the null embedding is learned."""
+        encoder = self.encoder.on(self.null_embedding.device)
+        tokens = self.tokenizer(list(captions), max_length=self.max_tokens, padding="max_length", truncation=True,
+                                return_tensors="pt").to(self.null_embedding.device)
+        with torch.no_grad():
+            hidden = encoder(**tokens).last_hidden_state
+        mask = tokens["attention_mask"].bool()
+        context = self.projection(hidden) * mask[..., None]
+        length = int(mask.sum(1).max()) + 1
+        context, mask = context[:, :length], mask[:, :length]
+        drop = torch.rand(len(captions), generator=generator) < dropout
+        if drop.any():
+            null = torch.zeros_like(context[0])
+            null[0] = self.null_embedding
+            null_mask = torch.zeros_like(mask[0])
+            null_mask[0] = True
+            context = torch.where(drop[:, None, None].to(context.device), null, context)
+            mask = torch.where(drop[:, None].to(mask.device), null_mask, mask)
+        return context, mask
+
+    def save(self, folder: Path):
+        self.projection.save_pretrained(folder / "text_projection")
+        save_file({"null_embedding": self.null_embedding.detach().float().cpu().contiguous()},
+                  folder / "null_embedding.safetensors")
+
+    def load(self, folder: Path):
+        self.projection.load_state_dict(TextProjection.from_pretrained(folder / "text_projection").state_dict())
+        with torch.no_grad():
+            self.null_embedding.copy_(load_file(folder / "null_embedding.safetensors")["null_embedding"])
+
+
+class Task(nn.Module):
+    prediction_type = "epsilon"
+
+    def __init__(self, config: RunConfig):
+        super().__init__()
+        self.config = config
+        self.schedule = Schedule.cosine(TRAIN_SCHEDULE_STEPS)
+        if config.model.movq_path:
+            self.movq = Frozen(MoVQ.from_pretrained(_folder(config.model.movq_path, "model.movq_path (a MoVQ folder)")))
+
+    def latents(self, frames: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            movq = self.movq.on(frames.device)
+            return movq.encode(frames.to(movq.dtype)).float()
+
+    def noised(self, x0: torch.Tensor, generator: torch.Generator):
+        t = torch.randint(0, TRAIN_SCHEDULE_STEPS, (x0.shape[0],), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        return self.schedule.add_noise(x0, noise, t), noise, t
+
+    def diffusion_loss(self, prediction, x0, noise, t):
+        return diffusion_loss(prediction, x0, noise, t, self.schedule, self.prediction_type)
+
+
+class T2ITask(Task):
+    """The Kandinsky 3.0-style text-to-image U-Net on single frames; ε-loss; caption dropout."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        self.unet = Kandinsky3UNet(**config.model.unet)
+        self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
+                                     config.model.max_text_tokens)
+
+    def forward(self, batch, generator):
+        x0 = self.latents(batch["frames"][:, :, 0])
+        x_t, noise, t = self.noised(x0, generator)
+        context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
+        return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
+
+    def save(self, folder: Path):
+        self.unet.save_pretrained(folder / "unet")
+        self.text.save(folder)
+
+
+def load_t2i(config: RunConfig):
+    folder = _folder(Path(config.model.init_from) / "unet", "model.init_from (a t2i output folder)")
+    return Kandinsky3UNet.from_pretrained(folder), folder.parent
+
+
+class KeyframesTask(Task):
+    """Temporal parts on a frozen T2I model (paper: only temporal parameters train); ε-loss; caption dropout."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        t2i, source = load_t2i(config)
+        self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant)
+        train_temporal_only(self.unet)
+        self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
+                                     config.model.max_text_tokens)
+        self.text.load(source)
+        self.text.requires_grad_(False)
+
+    def forward(self, batch, generator):
+        x0 = self.latents(batch["frames"])
+        x_t, noise, t = self.noised(x0, generator)
+        context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
+        return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
+
+    def save(self, folder: Path):
+        self.unet.save_pretrained(folder / "keyframe_unet")
+        self.text.save(folder / "keyframe_unet")
+
+
+class InterpolationTask(Task):
+    """Group interpolation (§3.2): clips of 4G+1 frames, every 4th a (perturbed) keyframe, the 3 between each pair
+    predicted in one pass; v-loss; skip-frame s per clip; t_p ∈ [0, max_perturbation]; keyframes zeroed at rate
+    ``unconditional`` (what context guidance needs)."""
+
+    prediction_type = "v_prediction"
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        if (config.data.num_frames - 1) % 4 or config.data.num_frames < 5:
+            raise FusionFramesError(f"interpolation clips need 4G+1 frames (e.g. 33), got data.num_frames = "
+                                    f"{config.data.num_frames}")
+        t2i, source = load_t2i(config)
+        null = load_file(source / "null_embedding.safetensors")["null_embedding"]
+        self.unet = self.build(t2i, null)
+
+    def build(self, t2i, null):
+        return InterpolationUNet.from_t2i(t2i, null_embedding=null)
+
+    def conditioning(self, video, generator):
+        keyframes, middle = video[:, :, ::4], rearrange(video[:, :, 1:], "b c (g k) h w -> b c g k h w", k=4)
+        middle = rearrange(middle[:, :, :, :3], "b c g k h w -> b c (g k) h w")
+        b = video.shape[0]
+        t_p = torch.randint(0, self.config.train.max_perturbation + 1, (b,), generator=generator).to(video.device)
+        keyframes = self.schedule.add_noise(keyframes, torch.randn(keyframes.shape, generator=generator)
+                                            .to(video.device), t_p)
+        keep = (torch.rand(b, generator=generator) >= self.config.train.unconditional).to(video.device)
+        return keyframes * keep[:, None, None, None, None], middle, t_p
+
+    def forward(self, batch, generator):
+        video = self.latents(batch["frames"])
+        keyframes, middle, t_p = self.conditioning(video, generator)
+        x_t, noise, t = self.noised(middle, generator)
+        skip = torch.as_tensor(batch["skip_frames"], device=video.device)
+        return self.diffusion_loss(self.unet(x_t, t, keyframes, skip, t_p), middle, noise, t)
+
+    def save(self, folder: Path):
+        self.unet.save_pretrained(folder / "interpolation_unet")
+
+
+class MaskedInterpolationTask(InterpolationTask):
+    """The masked-frame baseline on the same clips and budget: 5-frame windows, loss on the 3 unknown frames."""
+
+    def build(self, t2i, null):
+        return MaskedInterpolationUNet.from_t2i(t2i, null_embedding=null)
+
+    def forward(self, batch, generator):
+        video = self.latents(batch["frames"])
+        keyframes, middle, t_p = self.conditioning(video, generator)
+        condition, known = masked_windows(keyframes)
+        g = keyframes.shape[2] - 1
+        windows = torch.cat([condition[:, :, :1], rearrange(middle, "b c (g k) h w -> (b g) c k h w", k=3),
+                             condition[:, :, -1:]], dim=2)
+        x_t, noise, t = self.noised(windows, generator)
+        skip = torch.as_tensor(batch["skip_frames"], device=video.device).repeat_interleave(g)
+        prediction = self.unet(x_t, t, condition, known, skip, t_p.repeat_interleave(g))
+        unknown = slice(1, -1)
+        return self.diffusion_loss(prediction[:, :, unknown], windows[:, :, unknown], noise[:, :, unknown], t)
+
+    def save(self, folder: Path):
+        self.unet.save_pretrained(folder / "masked_interpolation_unet")
+
+
+def reconstruction_loss(reconstruction, target):
+    return F.l1_loss(reconstruction, target) + F.mse_loss(reconstruction, target)
+
+
+class MoVQTask(Task):
+    """The image autoencoder: L1 + MSE reconstruction, plus the codebook loss when a codebook is configured."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        self.autoencoder = MoVQ(**config.model.movq)
+
+    def forward(self, batch, generator):
+        images = batch["frames"][:, :, 0]
+        reconstruction, codebook_loss = self.autoencoder(images)
+        return reconstruction_loss(reconstruction, images) + codebook_loss
+
+    def save(self, folder: Path):
+        self.autoencoder.save_pretrained(folder / "movq")
+
+
+class VideoDecoderTask(Task):
+    """A video decoder from a trained image MoVQ (§4.3): encoder frozen; temporal parts or the whole decoder."""
+
+    def __init__(self, config: RunConfig):
+        super().__init__(config)
+        image = MoVQ.from_pretrained(_folder(config.model.init_from, "model.init_from (an image MoVQ folder)"))
+        self.autoencoder = MoVQ.from_image_movq(image, config.model.video_decoder)
+        self.autoencoder.set_trainable(config.model.train_part)
+
+    def forward(self, batch, generator):
+        video = batch["frames"]
+        with torch.no_grad():
+            z = self.autoencoder.encode(video)
+        return reconstruction_loss(self.autoencoder.decode(z), video)
+
+    def save(self, folder: Path):
+        self.autoencoder.save_pretrained(folder / "movq")
+
+
+TASKS = {"t2i": T2ITask, "keyframes": KeyframesTask, "interpolation": InterpolationTask,
+         "masked-interpolation": MaskedInterpolationTask, "movq": MoVQTask, "video-decoder": VideoDecoderTask}

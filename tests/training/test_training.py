@@ -1,0 +1,164 @@
+"""Every stage trains from the command line on procedural clips; resume is exact; configs are validated."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fusionframes import FusionFramesError
+from fusionframes.cli import main
+from fusionframes.training import load_config, train
+
+ROOT = Path(__file__).resolve().parents[2]
+MOVQ = dict(ch=32, ch_mult=[1, 2, 2, 2], num_res_blocks=1, attn_resolutions=[4], resolution=32, norm_groups=8)
+UNET = dict(model_channels=32, init_channels=16, time_embed_dim=64, context_dim=64, groups=8, head_dim=16,
+            expansion_ratio=2, dim_mult=[1, 2], num_blocks=[1, 1], add_cross_attention=[False, True],
+            add_self_attention=[False, True])
+
+
+def config(stage, out, steps=4, **sections):
+    values = {"stage": stage, "output_dir": str(out), "data": {"size": 32, "length": 64},
+              "model": {}, "train": {"steps": steps, "batch_size": 2, "log_every": 1, "checkpoint_every": 100}}
+    for key, extra in sections.items():
+        values[key].update(extra)
+    return load_config(values)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny image MoVQ and T2I model, the starting points of the other stages."""
+    root = tmp_path_factory.mktemp("stages")
+    train(config("movq", root / "movq", steps=3, model={"movq": MOVQ}), progress=False)
+    movq = root / "movq" / "final" / "movq"
+    train(config("t2i", root / "t2i", steps=3, model={"movq_path": str(movq), "unet": UNET}), progress=False)
+    return {"movq": movq, "t2i": root / "t2i" / "final"}
+
+
+def losses(out):
+    rows = (Path(out) / "log.csv").read_text().splitlines()[1:]
+    return [float(row.split(",")[1]) for row in rows]
+
+
+@pytest.mark.parametrize("stage, data, model, folder", [
+    ("keyframes", {"num_frames": 4}, {"temporal_variant": "conv1d-attn3d-blocks"}, "keyframe_unet"),
+    ("interpolation", {"num_frames": 9}, {}, "interpolation_unet"),
+    ("masked-interpolation", {"num_frames": 9}, {}, "masked_interpolation_unet"),
+])
+def test_unet_stages_train_and_write_pipeline_folders(trained, tmp_path, stage, data, model, folder):
+    run = config(stage, tmp_path / stage, steps=3, data=data,
+                 model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"]), **model})
+    result = train(run, progress=False)
+    assert result["status"] == "finished" and result["step"] == 3
+    assert (tmp_path / stage / "final" / folder / "config.json").is_file()
+    assert len(losses(tmp_path / stage)) == 3
+
+
+def test_keyframes_train_only_temporal_parameters(trained, tmp_path):
+    from fusionframes.models import Kandinsky3UNet, KeyframeUNet
+
+    run = config("keyframes", tmp_path / "k", steps=2, data={"num_frames": 3},
+                 model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"])},
+                 train={"lr": 0.01})
+    train(run, progress=False)
+    t2i = Kandinsky3UNet.from_pretrained(trained["t2i"] / "unet")
+    keyframes = KeyframeUNet.from_pretrained(tmp_path / "k" / "final" / "keyframe_unet")
+    spatial = t2i.state_dict()
+    for name, value in keyframes.state_dict().items():
+        if name in spatial:
+            assert torch.equal(value, spatial[name]), name  # frozen
+    fresh = KeyframeUNet.from_t2i(t2i).state_dict()
+    assert any(not torch.equal(value, fresh[name]) for name, value in keyframes.state_dict().items())
+
+
+def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
+    run = config("video-decoder", tmp_path / "v", steps=2, data={"num_frames": 3},
+                 model={"init_from": str(trained["movq"]), "video_decoder": "conv3x1x1"}, train={"batch_size": 1})
+    train(run, progress=False)
+    image = load_file(trained["movq"] / "diffusion_pytorch_model.safetensors")
+    video = load_file(tmp_path / "v" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(video[k], v) for k, v in image.items())
+    assert any("temporal" in k for k in set(video) - set(image))
+
+
+def test_loss_falls(tmp_path):
+    run = config("movq", tmp_path / "m", steps=30, model={"movq": MOVQ}, train={"lr": 1e-3, "batch_size": 4})
+    train(run, progress=False)
+    values = losses(tmp_path / "m")
+    assert sum(values[-5:]) / 5 < 0.6 * sum(values[:5]) / 5
+
+
+def test_resume_continues_exactly(trained, tmp_path):
+    """2N steps in one go == N steps, stop, resume to 2N (data order, noise, optimizer, EMA all restored)."""
+    def run(out, steps):
+        return config("t2i", out, steps=steps, model={"movq_path": str(trained["movq"]), "unet": UNET},
+                      train={"checkpoint_every": 2, "ema_decay": 0.9, "grad_accumulation": 2, "warmup_steps": 3})
+
+    train(run(tmp_path / "once", 4), progress=False)
+    first = train(run(tmp_path / "twice", 2), progress=False)
+    assert first["step"] == 2
+    with pytest.raises(FusionFramesError, match="already holds a run; pass --resume"):
+        train(run(tmp_path / "twice", 4), progress=False)
+    train(run(tmp_path / "twice", 4), resume=True, progress=False)
+    for part in ("unet/diffusion_pytorch_model.safetensors", "null_embedding.safetensors"):
+        a, b = load_file(tmp_path / "once" / "final" / part), load_file(tmp_path / "twice" / "final" / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert losses(tmp_path / "once") == losses(tmp_path / "twice")
+    with pytest.raises(FusionFramesError, match="--resume: no checkpoint"):
+        train(run(tmp_path / "fresh", 2), resume=True, progress=False)
+
+
+def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
+    path = tmp_path / "run.yaml"
+    import yaml
+    path.write_text(yaml.safe_dump({"stage": "movq", "output_dir": str(tmp_path / "out"),
+                                    "data": {"size": 32, "length": 64}, "model": {"movq": MOVQ},
+                                    "train": {"steps": 100000, "batch_size": 1, "log_every": 1,
+                                              "checkpoint_every": 100000}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-m", "fusionframes", "train", "movq", "--config", str(path),
+                              "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "out" / "log.csv"
+    deadline = time.time() + 120
+    while (not log.exists() or len(log.read_text().splitlines()) < 3) and time.time() < deadline:
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert "stopped by SIGTERM" in out
+    state = json.loads((tmp_path / "out" / "checkpoint" / "trainer_state.json").read_text())
+    assert 2 <= state["step"] < 100000
+    assert not (tmp_path / "out" / "checkpoint.tmp").exists()
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"stage": "t2i", "output_dir": "x", "trian": {}}, "unknown config key 'trian' (did you mean 'train'?)"),
+    ({"stage": "t2i", "output_dir": "x", "train": {"stpes": 3}}, "unknown config key 'train.stpes' (did you mean"),
+    ({"stage": "t2i", "output_dir": "x", "train": {"steps": "many"}}, "'train.steps' should be int, got 'many'"),
+    ({"stage": "t2i"}, "missing required key(s): output_dir"),
+    ({"stage": "t3i", "output_dir": "x"}, "unknown stage 't3i'"),
+    ({"stage": "keyframes", "output_dir": "x", "model": {"movq_path": "m"}}, "set model.init_from"),
+    ({"stage": "t2i", "output_dir": "x"}, "set model.movq_path"),
+    ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": "fp8"}}, "mixed_precision must be"),
+])
+def test_config_errors_name_the_key(values, message):
+    with pytest.raises(FusionFramesError, match=re.escape(message)):
+        load_config(values)
+
+
+def test_train_cli_errors(tmp_path, capsys):
+    assert main(["train", "movq", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    (tmp_path / "bad.yaml").write_text("stage: [unclosed")
+    assert main(["train", "movq", "--config", str(tmp_path / "bad.yaml")]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    (tmp_path / "t2i.yaml").write_text("stage: movq\noutput_dir: x\n")
+    assert main(["train", "t2i", "--config", str(tmp_path / "t2i.yaml")]) == 2
+    assert "configures stage 'movq', not 't2i'" in capsys.readouterr().err
