@@ -146,7 +146,9 @@ def _train(args):
     if config.stage != args.stage:
         raise FusionFramesError(f"{args.config} configures stage {config.stage!r}, not {args.stage!r}")
     result = train(config, resume=args.resume, progress=not args.quiet)
-    print(json.dumps(result) if args.json else f"{result['status']} at step {result['step']}; outputs: {result['output']}")
+    if result.pop("main_process"):
+        print(json.dumps(result) if args.json
+              else f"{result['status']} at step {result['step']}; outputs: {result['output']}")
     if result["status"] != "finished":
         raise SystemExit(130)
 

@@ -97,7 +97,10 @@ class StopRequest:
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train ``config.stage``; returns {"step", "status", "output"}. Outputs land in ``output_dir/final``."""
     t = config.train
-    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation)
+    # Several processes without CUDA (torchrun on CPUs): accelerate needs cpu=True to pick the gloo backend.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation,
+                              cpu=multi_cpu)
     output = Path(config.output_dir)
     checkpoint = output / CHECKPOINT
     if resume and not (checkpoint / "trainer_state.json").is_file():
@@ -184,5 +187,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
         trained.save(final)
         if ema is not None:
             ema.restore(params)
+    # Data-parallel replicas must hold the same weights; checked, not assumed.
+    checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(accelerator.device)
+    replicas = accelerator.gather(checksum)
     accelerator.wait_for_everyone()
-    return {"step": state["step"], "status": status, "output": str(final)}
+    return {"step": state["step"], "status": status, "output": str(final), "processes": accelerator.num_processes,
+            "replicas_identical": bool((replicas == replicas[0]).all()), "main_process": accelerator.is_main_process}

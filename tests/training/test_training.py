@@ -162,3 +162,24 @@ def test_train_cli_errors(tmp_path, capsys):
     (tmp_path / "t2i.yaml").write_text("stage: movq\noutput_dir: x\n")
     assert main(["train", "t2i", "--config", str(tmp_path / "t2i.yaml")]) == 2
     assert "configures stage 'movq', not 't2i'" in capsys.readouterr().err
+
+
+def test_two_processes_keep_identical_weights_and_write_once(tmp_path):
+    """torchrun (what `accelerate launch --multi_gpu` runs) with 2 CPU processes: DDP over gloo."""
+    import yaml
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"stage": "movq", "output_dir": str(tmp_path / "out"),
+                                    "data": {"size": 32, "length": 64}, "model": {"movq": MOVQ},
+                                    "train": {"steps": 3, "batch_size": 1, "log_every": 1, "checkpoint_every": 2}}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "-m", "fusionframes", "train", "movq", "--config", str(path), "--quiet", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summaries = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1  # only rank 0 reports
+    assert summaries[0]["processes"] == 2 and summaries[0]["replicas_identical"]
+    assert len((tmp_path / "out" / "log.csv").read_text().splitlines()) == 4  # header + 3 steps, written once
+    checkpoint = tmp_path / "out" / "checkpoint"
+    assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == ["random_states_0.pkl",
+                                                                              "random_states_1.pkl"]
