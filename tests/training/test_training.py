@@ -183,3 +183,8 @@ def test_two_processes_keep_identical_weights_and_write_once(tmp_path):
     checkpoint = tmp_path / "out" / "checkpoint"
     assert sorted(p.name for p in checkpoint.glob("random_states_*.pkl")) == ["random_states_0.pkl",
                                                                               "random_states_1.pkl"]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_are_valid(path):
+    assert load_config(path).stage == path.stem
