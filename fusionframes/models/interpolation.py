@@ -104,6 +104,8 @@ class InterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning):
     default here when ``encoder_hidden_states`` is None.
     """
 
+    _supports_gradient_checkpointing = True
+
     @register_to_config
     def __init__(self, model_channels: int = 384, init_channels: Optional[int] = 192, num_channels: int = 20,
                  out_channels: int = 12, time_embed_dim: int = 1536, context_dim: Optional[int] = 4096,
@@ -178,6 +180,8 @@ def masked_windows(keyframes: torch.Tensor):
 class MaskedInterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning):
     """Masked frame interpolation (the paper's baseline): input [noisy (c), known-or-zero (c), mask (1)] per frame,
     predicting every frame of the window, with temporal *layers* (``conv1d-attn1d-layers``) as in Video LDM."""
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(self, model_channels: int = 384, init_channels: Optional[int] = 192, num_channels: int = 9,

@@ -58,6 +58,7 @@ class Level(nn.Module):
         self.self_attention_block = self_attention_block
         self.temporal_attention_block = temporal_attention_block
         self.up = up
+        self.gradient_checkpointing = False  # set by ModelMixin.enable_gradient_checkpointing: recompute pairs
 
     def _attention(self, x, time_embed, frame_embed, num_frames):
         order = ([self.temporal_attention_block, self.self_attention_block] if self.up
@@ -73,7 +74,10 @@ class Level(nn.Module):
         if not self.up:
             x = self._attention(x, time_embed, frame_embed, num_frames)
         for pair in self.pairs:
-            x = pair(x, time_embed, context, context_mask, num_frames)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                x = self._gradient_checkpointing_func(pair, x, time_embed, context, context_mask, num_frames)
+            else:
+                x = pair(x, time_embed, context, context_mask, num_frames)
         if self.up:
             x = self._attention(x, time_embed, frame_embed, num_frames)
         return x
@@ -226,6 +230,8 @@ def train_temporal_only(model: nn.Module) -> int:
 
 class Kandinsky3UNet(ModelMixin, ConfigMixin, UNetSkeleton):
     """The Kandinsky 3.0 text-to-image U-Net; config keys are the official constructor's, one to one."""
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(self, model_channels: int = 384, init_channels: Optional[int] = 192, num_channels: int = 4,

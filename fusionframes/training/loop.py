@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import FusionFramesError
 from .config import RunConfig, config_dict
 from .data import make_dataset
+from .plot import plot_loss
 from .tasks import TASKS
 
 CHECKPOINT = "checkpoint"
@@ -111,7 +112,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
     set_seed(t.seed)  # the same initialisation in every process
     task = TASKS[config.stage](config)
     if t.gradient_checkpointing:
-        raise FusionFramesError("train.gradient_checkpointing is not supported by these models yet")
+        models = [m for m in task.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
+        if not models:
+            raise FusionFramesError(f"train.gradient_checkpointing: stage {config.stage} has no U-Net to checkpoint")
+        for model in models:
+            model.enable_gradient_checkpointing()
     dataset = make_dataset(config)
     params = [p for p in task.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
@@ -187,6 +192,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
         trained.save(final)
         if ema is not None:
             ema.restore(params)
+        plot_loss(log_path, output / "loss.png")
     # Data-parallel replicas must hold the same weights; checked, not assumed.
     checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(accelerator.device)
     replicas = accelerator.gather(checksum)

@@ -225,3 +225,22 @@ def test_latent_size_the_downsampling_cannot_divide_is_a_clear_error(t2i):
     context, mask = text()
     with pytest.raises(FusionFramesError, match=r"latent size \(6, 10\) must be a multiple of 4"):
         t2i(randn(2, 4, 6, 10), T, context, mask)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradient_checkpointing_gives_the_same_gradients(t2i, variant):
+    model = randomize(KeyframeUNet.from_t2i(t2i, variant), seed=5)
+    video, (context, mask) = randn(2, 4, 3, 8, 8, seed=3), text()
+
+    def grads():
+        model.zero_grad()
+        model(video, T, context, mask).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.enable_gradient_checkpointing()
+    assert all(level.gradient_checkpointing for level in [*model.down_samples, *model.up_samples])
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys()
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)

@@ -93,6 +93,8 @@ def test_loss_falls(tmp_path):
     train(run, progress=False)
     values = losses(tmp_path / "m")
     assert sum(values[-5:]) / 5 < 0.6 * sum(values[:5]) / 5
+    from PIL import Image
+    assert Image.open(tmp_path / "m" / "loss.png").size == (640, 360)
 
 
 def test_resume_continues_exactly(trained, tmp_path):
