@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,22 @@ def publish(tmp, path, folder: bool = False):
     os.umask(umask)
     os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
     os.replace(tmp, path)
+
+
+@contextmanager
+def staged_folder(target):
+    """Yields a temporary folder beside ``target`` that becomes ``target`` (new or empty) only if the block
+    finishes; on any error or interrupt it is removed, so no half-written folder is ever left."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            target.rmdir()
+        publish(staging, target, folder=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _check_frames(frames) -> np.ndarray:
@@ -92,16 +109,9 @@ def write_frames(frames: np.ndarray, folder) -> Path:
     if folder.exists() and any(folder.iterdir()):
         raise FusionFramesError(f"frames folder {folder} is not empty; choose a new one")
     _check_parent(folder, create=False)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(staging / f"frame_{i:05d}.png")
-        if folder.exists():
-            folder.rmdir()
-        publish(staging, folder, folder=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return folder
 
 

@@ -8,8 +8,6 @@ mapping is a few regular expressions; MoVQ names are the official ones unchanged
 """
 
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +20,7 @@ from ..models.movq import MoVQ
 from ..models.presets import KANDINSKY3, KV1_MOVQ
 from ..models.text import TextProjection
 from ..models.unet import KeyframeUNet
-from ..video_io import publish
+from ..video_io import staged_folder
 
 PAIR_ROLES = ["in_resnet", "cross_attention", "out_resnet", "in_temporal", "out_temporal"]
 TEMPORAL_LAYER_ROLES = {"0": "norm", "2": "conv"}
@@ -249,8 +247,7 @@ def convert_official(component: str, checkpoint_path, out_dir, config: Optional[
         raise FusionFramesError(f"output {out_dir} is not empty (or not a folder); choose a new folder")
     model, extras = load_official(component, checkpoint_path, config, return_extras=True)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         # Small shards bound the serialisation buffer: safetensors copies a whole shard into memory to write it.
         model.save_pretrained(staging, safe_serialization=True, max_shard_size=SHARD_SIZE)
         if "null_embedding" in extras:
@@ -261,10 +258,4 @@ def convert_official(component: str, checkpoint_path, out_dir, config: Optional[
                 projection = TextProjection(encoder_dim=weight.shape[1], context_dim=weight.shape[0])
             load_state_into(projection, extras["text_projection"], f"{checkpoint_path} projections")
             projection.save_pretrained(staging / "text_projection", safe_serialization=True)
-        if out_dir.exists():
-            out_dir.rmdir()
-        publish(staging, out_dir, folder=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
