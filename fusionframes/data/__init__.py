@@ -1,9 +1,11 @@
-"""Training data. ``procedural``: captioned videos of moving shapes rendered in continuous time."""
+"""Training data. ``procedural``: captioned videos of moving shapes rendered in continuous time; ``video``: captioned
+video files (a folder, a CSV or a JSONL index) decoded with PyAV."""
 
 from .procedural import (BACKGROUNDS, COLORS, HELD_OUT_COMBINATIONS, HELD_OUT_PHRASINGS, MAX_DURATION, MOTIONS,
                          SHAPES, SIZES, SPEEDS, ClipSpec, ProceduralVideos, canonical_caption, caption, coverage,
                          render, sample_spec)
+from .video import VIDEO_EXTENSIONS, VideoClips, VideoFile
 
 __all__ = ["BACKGROUNDS", "COLORS", "HELD_OUT_COMBINATIONS", "HELD_OUT_PHRASINGS", "MAX_DURATION", "MOTIONS", "SHAPES",
            "SIZES", "SPEEDS", "ClipSpec", "ProceduralVideos", "canonical_caption", "caption", "coverage", "render",
-           "sample_spec"]
+           "sample_spec", "VIDEO_EXTENSIONS", "VideoClips", "VideoFile"]

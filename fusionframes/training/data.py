@@ -2,19 +2,26 @@
 random skip-frame, 8 consecutive frames for the video decoder, single frames for T2I and the image MoVQ."""
 
 from ..data.procedural import ProceduralVideos
+from ..data.video import VideoClips
 from ..errors import FusionFramesError
 from .config import RunConfig
 
 
 def make_dataset(config: RunConfig):
     d, stage = config.data, config.stage
-    if d.source != "procedural":
-        raise FusionFramesError(f"unknown data.source {d.source!r}; available: procedural")
-    common = dict(length=d.length, size=d.size, seed=d.seed)
+    if d.source == "procedural":
+        source, common = ProceduralVideos, dict(length=d.length, size=d.size, seed=d.seed)
+    elif d.source == "videos":
+        if not d.path:
+            raise FusionFramesError("data.source videos needs data.path (a folder with .txt captions, or a "
+                                    "CSV/JSONL index of path,caption)")
+        source, common = VideoClips, dict(source=d.path, size=d.size, seed=d.seed)
+    else:
+        raise FusionFramesError(f"unknown data.source {d.source!r}; choose procedural or videos")
     if stage in ("t2i", "movq"):
-        return ProceduralVideos(num_frames=1, **common)
+        return source(num_frames=1, **common)
     if stage in ("interpolation", "masked-interpolation"):
-        return ProceduralVideos(num_frames=d.num_frames, skip_frames=d.skip_frames, **common)
+        return source(num_frames=d.num_frames, skip_frames=d.skip_frames, **common)
     if stage == "video-decoder":
-        return ProceduralVideos(num_frames=d.num_frames, skip_frames=1, **common)  # consecutive source frames
-    return ProceduralVideos(num_frames=d.num_frames, fps=d.fps, **common)
+        return source(num_frames=d.num_frames, skip_frames=1, **common)  # consecutive source frames
+    return source(num_frames=d.num_frames, fps=d.fps, **common)

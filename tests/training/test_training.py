@@ -190,3 +190,29 @@ def test_two_processes_keep_identical_weights_and_write_once(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "cpu").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_are_valid(path):
     assert load_config(path).stage == path.stem
+
+
+def test_trains_on_video_files_through_corrupt_ones(tmp_path):
+    """A folder of real H.264 files with captions, one of them corrupt: trained through, reported."""
+    import numpy as np
+    import warnings
+
+    from fusionframes.video_io import write_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        frames = np.repeat(rng.integers(0, 255, (72, 1, 1, 3), dtype=np.uint8), 48 * 64, axis=1).reshape(72, 48, 64, 3)
+        write_video(frames, videos / f"clip{i}.mp4", fps=24)
+        (videos / f"clip{i}.txt").write_text(f"a flickering clip number {i}")
+    (videos / "broken.mp4").write_bytes(b"\x00not a video" * 100)
+    (videos / "broken.txt").write_text("broken")
+    run = config("movq", tmp_path / "out", steps=2, data={"source": "videos", "path": str(videos)},
+                 model={"movq": MOVQ})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train(run, progress=False)["status"] == "finished"
+    assert any("broken.mp4" in str(w.message) for w in caught)
+    with pytest.raises(FusionFramesError, match="needs data.path"):
+        train(config("movq", tmp_path / "x", data={"source": "videos"}, model={"movq": MOVQ}), progress=False)
