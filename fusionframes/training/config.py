@@ -21,6 +21,7 @@ class DataConfig:
     skip_frames: list = field(default_factory=lambda: list(range(1, 13)))  # interpolation: s ∈ {1..12}
     length: int = 100_000  # procedural: clips per epoch
     seed: int = 0
+    cache_dir: Optional[str] = None  # cache MoVQ latents and text-encoder states here (U-Net stages)
 
 
 @dataclass

@@ -52,8 +52,8 @@ class SampleOrder:
         return out
 
 
-def collate(items: list) -> dict:
-    return {"frames": torch.stack([item["frames"] for item in items]),
+def collate(items: list, indices: list) -> dict:
+    return {"frames": torch.stack([item["frames"] for item in items]), "index": indices,
             "caption": [item["caption"] for item in items],
             "skip_frames": [item.get("skip_frames", 1) for item in items]}
 
@@ -147,7 +147,8 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
             started = time.perf_counter()
             for micro in range(t.grad_accumulation):
                 m = state["step"] * t.grad_accumulation + micro
-                batch = collate([dataset[i] for i in order.indices(m, accelerator.process_index)])
+                indices = order.indices(m, accelerator.process_index)
+                batch = collate([dataset[i] for i in indices], indices)
                 batch["frames"] = batch["frames"].to(accelerator.device)
                 generator = torch.Generator().manual_seed(_seed(t.seed, m, accelerator.process_index))
                 with accelerator.accumulate(task):

@@ -21,6 +21,7 @@ from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
 from ..models.text import TextProjection
 from ..pipeline import load_text_encoder
+from .cache import EncoderCache, weights_digest
 from .config import RunConfig
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -46,23 +47,41 @@ class Frozen:
 class TextConditioning(nn.Module):
     """Trainable text projection and null embedding over a frozen encoder (KV 1.0's context, §3.1)."""
 
-    def __init__(self, encoder_source: str, context_dim: int, max_tokens: int):
+    def __init__(self, encoder_source: str, context_dim: int, max_tokens: int, cache_dir=None):
         super().__init__()
         encoder, self.tokenizer = load_text_encoder(encoder_source)
         self.encoder = Frozen(encoder)
         self.max_tokens = max_tokens
         self.projection = TextProjection(encoder.config.hidden_size, context_dim)
         self.null_embedding = nn.Parameter(torch.randn(context_dim) * 0.02)
+        self.cache = None
+        if cache_dir:
+            identity = {"encoder": encoder_source, "config": encoder.config.to_dict(), "max_tokens": max_tokens,
+                        "weights": weights_digest(encoder)}
+            self.cache = EncoderCache(Path(cache_dir) / "text", identity)
+
+    def encode(self, captions):
+        """The frozen encoder's states (B, max_tokens, d) and mask, from the cache where possible."""
+        device = self.null_embedding.device
+
+        def compute(positions):
+            tokens = self.tokenizer([captions[i] for i in positions], max_length=self.max_tokens,
+                                    padding="max_length", truncation=True, return_tensors="pt").to(device)
+            with torch.no_grad():
+                hidden = self.encoder.on(device)(**tokens).last_hidden_state
+            return {"hidden": hidden, "mask": tokens["attention_mask"].bool()}
+
+        if self.cache is None:
+            encoded = compute(range(len(captions)))
+            return encoded["hidden"], encoded["mask"]
+        entries = self.cache.fetch(list(captions), compute)
+        return (torch.stack([e["hidden"] for e in entries]).to(device),
+                torch.stack([e["mask"] for e in entries]).to(device))
 
     def forward(self, captions, dropout: float, generator: torch.Generator):
         """Context (B, L, D) cut to the batch's longest caption + 1 (padding zeroed), with captions dropped to the
         null context (slot 0 = null embedding) at rate ``dropout`` — how the null embedding is learned."""
-        encoder = self.encoder.on(self.null_embedding.device)
-        tokens = self.tokenizer(list(captions), max_length=self.max_tokens, padding="max_length", truncation=True,
-                                return_tensors="pt").to(self.null_embedding.device)
-        with torch.no_grad():
-            hidden = encoder(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].bool()
+        hidden, mask = self.encode(list(captions))
         context = self.projection(hidden) * mask[..., None]
         length = int(mask.sum(1).max()) + 1
         context, mask = context[:, :length], mask[:, :length]
@@ -94,13 +113,28 @@ class Task(nn.Module):
         super().__init__()
         self.config = config
         self.schedule = Schedule.cosine(TRAIN_SCHEDULE_STEPS)
+        self.cache = None
         if config.model.movq_path:
-            self.movq = Frozen(MoVQ.from_pretrained(_folder(config.model.movq_path, "model.movq_path (a MoVQ folder)")))
+            movq = MoVQ.from_pretrained(_folder(config.model.movq_path, "model.movq_path (a MoVQ folder)"))
+            self.movq = Frozen(movq)
+            if config.data.cache_dir:
+                identity = {"movq": dict(movq.config), "weights": weights_digest(movq), "stage": config.stage,
+                            "data": {k: v for k, v in vars(config.data).items() if k != "cache_dir"}}
+                self.cache = EncoderCache(Path(config.data.cache_dir) / "latents", identity)
 
-    def latents(self, frames: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            movq = self.movq.on(frames.device)
-            return movq.encode(frames.to(movq.dtype)).float()
+    def latents(self, batch: dict) -> torch.Tensor:
+        """MoVQ latents of the batch's frames; cached per sample (its data index) when a cache is configured."""
+        frames = batch["frames"]
+
+        def compute(positions):
+            with torch.no_grad():
+                movq = self.movq.on(frames.device)
+                return {"latents": movq.encode(frames[list(positions)].to(movq.dtype)).float()}
+
+        if self.cache is None:
+            return compute(range(frames.shape[0]))["latents"]
+        entries = self.cache.fetch([str(i) for i in batch["index"]], compute)
+        return torch.stack([e["latents"] for e in entries]).to(frames.device)
 
     def noised(self, x0: torch.Tensor, generator: torch.Generator):
         t = torch.randint(0, TRAIN_SCHEDULE_STEPS, (x0.shape[0],), generator=generator).to(x0.device)
@@ -118,10 +152,10 @@ class T2ITask(Task):
         super().__init__(config)
         self.unet = Kandinsky3UNet(**config.model.unet)
         self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
-                                     config.model.max_text_tokens)
+                                     config.model.max_text_tokens, config.data.cache_dir)
 
     def forward(self, batch, generator):
-        x0 = self.latents(batch["frames"][:, :, 0])
+        x0 = self.latents({**batch, "frames": batch["frames"][:, :, 0]})
         x_t, noise, t = self.noised(x0, generator)
         context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
@@ -145,12 +179,12 @@ class KeyframesTask(Task):
         self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant)
         train_temporal_only(self.unet)
         self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
-                                     config.model.max_text_tokens)
+                                     config.model.max_text_tokens, config.data.cache_dir)
         self.text.load(source)
         self.text.requires_grad_(False)
 
     def forward(self, batch, generator):
-        x0 = self.latents(batch["frames"])
+        x0 = self.latents(batch)
         x_t, noise, t = self.noised(x0, generator)
         context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
@@ -190,7 +224,7 @@ class InterpolationTask(Task):
         return keyframes * keep[:, None, None, None, None], middle, t_p
 
     def forward(self, batch, generator):
-        video = self.latents(batch["frames"])
+        video = self.latents(batch)
         keyframes, middle, t_p = self.conditioning(video, generator)
         x_t, noise, t = self.noised(middle, generator)
         skip = torch.as_tensor(batch["skip_frames"], device=video.device)
@@ -207,7 +241,7 @@ class MaskedInterpolationTask(InterpolationTask):
         return MaskedInterpolationUNet.from_t2i(t2i, null_embedding=null)
 
     def forward(self, batch, generator):
-        video = self.latents(batch["frames"])
+        video = self.latents(batch)
         keyframes, middle, t_p = self.conditioning(video, generator)
         condition, known = masked_windows(keyframes)
         g = keyframes.shape[2] - 1

@@ -216,3 +216,30 @@ def test_trains_on_video_files_through_corrupt_ones(tmp_path):
     assert any("broken.mp4" in str(w.message) for w in caught)
     with pytest.raises(FusionFramesError, match="needs data.path"):
         train(config("movq", tmp_path / "x", data={"source": "videos"}, model={"movq": MOVQ}), progress=False)
+
+
+def test_encoder_cache_reproduces_and_refuses_a_stale_cache(trained, tmp_path):
+    def run(out, cache, movq=trained["movq"]):
+        return config("keyframes", out, steps=3, data={"num_frames": 3, "cache_dir": str(cache)},
+                      model={"movq_path": str(movq), "init_from": str(trained["t2i"])})
+
+    plain = config("keyframes", tmp_path / "plain", steps=3, data={"num_frames": 3},
+                   model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"])})
+    train(plain, progress=False)
+    train(run(tmp_path / "cold", tmp_path / "cache"), progress=False)
+    entries = sorted((tmp_path / "cache" / "latents").glob("*.safetensors"))
+    assert len(entries) == 6 and (tmp_path / "cache" / "text" / "identity.json").is_file()  # 3 steps × 2 clips
+    stamp = {p: p.stat().st_mtime_ns for p in entries}
+    train(run(tmp_path / "warm", tmp_path / "cache"), progress=False)
+    assert {p: p.stat().st_mtime_ns for p in entries} == stamp  # read, not rewritten
+    assert losses(tmp_path / "plain") == losses(tmp_path / "cold") == losses(tmp_path / "warm")
+    other = tmp_path / "other-movq"
+    import shutil
+    shutil.copytree(trained["movq"], other)
+    from fusionframes.models.movq import MoVQ
+    movq = MoVQ.from_pretrained(other)
+    with torch.no_grad():
+        movq.quant_conv.bias.add_(1.0)
+    movq.save_pretrained(other)
+    with pytest.raises(FusionFramesError, match="made by another encoder or data recipe"):
+        train(run(tmp_path / "stale", tmp_path / "cache", movq=other), progress=False)
