@@ -54,6 +54,8 @@ class TrainConfig:
     max_perturbation: int = 250  # interpolation: t_p ∈ [0, 250]
     checkpoint_every: int = 100
     log_every: int = 10
+    sample_every: int = 0  # write output_dir/samples/step_N.mp4 every N steps (0: never)
+    sample_size: int = 2  # clips (or captions) per sample video
     seed: int = 0
 
 

@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
+from ..video_io import write_video
 from .config import RunConfig, config_dict
 from .data import make_dataset
 from .plot import plot_loss
@@ -95,6 +96,18 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+def write_sample(task, batch, device, path: Path, seed: int):
+    """A sample video of the model as it is now; its own generator, so training randomness is untouched."""
+    was_training = task.training
+    task.eval()
+    with torch.random.fork_rng(devices=[]):
+        frames, fps = task.sample({**batch, "frames": batch["frames"].to(device)},
+                                  torch.Generator().manual_seed(seed))
+    task.train(was_training)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_video(frames.numpy(), path, fps=fps)
+
+
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dict:
     """Train ``config.stage``; returns {"step", "status", "output"}. Outputs land in ``output_dir/final``."""
     t = config.train
@@ -139,6 +152,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
         (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
     order = SampleOrder(len(dataset), config.data.seed, t.batch_size, accelerator.num_processes)
     log_path = output / "log.csv"
+    # Sample videos always show the same clips/captions: the first of the data set.
+    preview = list(range(min(t.sample_size, len(dataset))))
+    preview_batch = collate([dataset[i] for i in preview], preview) if t.sample_every else None
     status = "finished"
     bar = tqdm(total=t.steps, initial=state["step"], desc=config.stage,
                disable=not (progress and accelerator.is_main_process))
@@ -177,6 +193,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
                             writer.writerow(["step", "loss", "lr", "seconds_per_step"])
                         writer.writerow([state["step"], f"{mean_loss:.6f}", schedule.get_last_lr()[0],
                                          f"{time.perf_counter() - started:.3f}"])
+            if t.sample_every and state["step"] % t.sample_every == 0 and accelerator.is_main_process:
+                write_sample(accelerator.unwrap_model(task), preview_batch, accelerator.device,
+                             output / "samples" / f"step_{state['step']:06d}.mp4", t.seed)
             if stop.signal or state["step"] % t.checkpoint_every == 0 or state["step"] == t.steps:
                 _write_checkpoint(accelerator, checkpoint, state)
             if stop.signal:

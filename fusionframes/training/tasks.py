@@ -14,7 +14,7 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..diffusion import Schedule, diffusion_loss
+from ..diffusion import Schedule, diffusion_loss, guided, sample_ancestral
 from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
 from ..models.interpolation import masked_windows
@@ -136,6 +136,12 @@ class Task(nn.Module):
         entries = self.cache.fetch([str(i) for i in batch["index"]], compute)
         return torch.stack([e["latents"] for e in entries]).to(frames.device)
 
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, c, F, h, w) → uint8 frames (F, H, B·W, 3): the batch side by side, for sample videos."""
+        movq = self.movq.on(latents.device)
+        video = ((movq.decode(latents.to(movq.dtype)).float() + 1) * 127.5).clamp(0, 255).byte()
+        return rearrange(video, "b c f h w -> f h (b w) c").cpu()
+
     def noised(self, x0: torch.Tensor, generator: torch.Generator):
         t = torch.randint(0, TRAIN_SCHEDULE_STEPS, (x0.shape[0],), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
@@ -159,6 +165,18 @@ class T2ITask(Task):
         x_t, noise, t = self.noised(x0, generator)
         context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
+
+    @torch.no_grad()
+    def sample(self, batch, generator, steps: int = 25, weight: float = 3.0):
+        """The batch's captions as images (one frame, side by side), KV 1.0 sampler with guidance."""
+        context, mask = self.text(batch["caption"], 0.0, generator)
+        null, null_mask = self.text(batch["caption"], 1.0, generator)
+        denoise = guided(lambda x, t, c, m: self.unet(x, t, c, m), weight, {"c": context, "m": mask},
+                         {"c": null, "m": null_mask})
+        b, (h, w) = len(batch["caption"]), self.latents({**batch, "frames": batch["frames"][:, :, 0]}).shape[-2:]
+        noise = torch.randn((b, self.unet.config.out_channels, h, w), generator=generator).to(context.device)
+        x = sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
+        return self.decode(x[:, :, None]), 1
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "unet")
@@ -188,6 +206,18 @@ class KeyframesTask(Task):
         x_t, noise, t = self.noised(x0, generator)
         context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
+
+    @torch.no_grad()
+    def sample(self, batch, generator, steps: int = 25, weight: float = 3.0):
+        """Keyframe videos for the batch's captions, side by side, at 2 FPS."""
+        context, mask = self.text(batch["caption"], 0.0, generator)
+        null, null_mask = self.text(batch["caption"], 1.0, generator)
+        denoise = guided(lambda x, t, c, m: self.unet(x, t, c, m), weight, {"c": context, "m": mask},
+                         {"c": null, "m": null_mask})
+        shape = self.latents(batch).shape
+        noise = torch.randn(shape, generator=generator).to(context.device)
+        x = sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
+        return self.decode(x), 2
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "keyframe_unet")
@@ -230,6 +260,25 @@ class InterpolationTask(Task):
         skip = torch.as_tensor(batch["skip_frames"], device=video.device)
         return self.diffusion_loss(self.unet(x_t, t, keyframes, skip, t_p), middle, noise, t)
 
+    @torch.no_grad()
+    def sample(self, batch, generator, steps: int = 25, weight: float = 0.25):
+        """The batch's clips rebuilt from every 4th frame: the truth above, the interpolation below."""
+        video = self.latents(batch)
+        keyframes = video[:, :, ::4]
+        skip = torch.as_tensor(batch["skip_frames"], device=video.device)
+        middle = sample_ancestral(self.denoiser(keyframes, skip, weight), torch.randn(
+            (video.shape[0], video.shape[1], video.shape[2] - keyframes.shape[2], *video.shape[-2:]),
+            generator=generator).to(video.device), Schedule.cosine(steps), "v_prediction", generator,
+            frames_per_unit=3, progress=False)
+        groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
+        rebuilt = torch.cat([keyframes[:, :, :-1, None], groups], dim=3)
+        rebuilt = torch.cat([rearrange(rebuilt, "b c g k h w -> b c (g k) h w"), keyframes[:, :, -1:]], dim=2)
+        return torch.cat([self.decode(video), self.decode(rebuilt)], dim=1), 8
+
+    def denoiser(self, keyframes, skip, weight):
+        return guided(lambda x, t, k, s: self.unet(x, t, k, s), weight, {"k": keyframes, "s": skip},
+                      {"k": torch.zeros_like(keyframes), "s": skip})
+
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "interpolation_unet")
 
@@ -253,6 +302,20 @@ class MaskedInterpolationTask(InterpolationTask):
         unknown = slice(1, -1)
         return self.diffusion_loss(prediction[:, :, unknown], windows[:, :, unknown], noise[:, :, unknown], t)
 
+    def denoiser(self, keyframes, skip, weight):
+        condition, known = masked_windows(keyframes)
+        g = keyframes.shape[2] - 1
+
+        def predict(x, t, condition, known, skip):
+            windows = torch.cat([condition[:, :, :1], rearrange(x, "b c (g k) h w -> (b g) c k h w", k=3),
+                                 condition[:, :, -1:]], dim=2)
+            out = self.unet(windows, t.repeat_interleave(g), condition, known, skip.repeat_interleave(g))
+            return rearrange(out[:, :, 1:-1], "(b g) c k h w -> b c (g k) h w", g=g)
+
+        shared = {"known": known, "skip": skip}
+        return guided(predict, weight, {"condition": condition, **shared},
+                      {"condition": torch.zeros_like(condition), **shared})
+
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "masked_interpolation_unet")
 
@@ -273,6 +336,14 @@ class MoVQTask(Task):
         reconstruction, codebook_loss = self.autoencoder(images)
         return reconstruction_loss(reconstruction, images) + codebook_loss
 
+    @torch.no_grad()
+    def sample(self, batch, generator):
+        """Originals above, reconstructions below."""
+        images = batch["frames"]
+        rebuilt = self.autoencoder.decode(self.autoencoder.encode(images[:, :, 0]))[:, :, None]
+        frames = torch.cat([images, rebuilt.float()], dim=3)
+        return rearrange(((frames + 1) * 127.5).clamp(0, 255).byte(), "b c f h w -> f h (b w) c").cpu(), 1
+
     def save(self, folder: Path):
         self.autoencoder.save_pretrained(folder / "movq")
 
@@ -291,6 +362,13 @@ class VideoDecoderTask(Task):
         with torch.no_grad():
             z = self.autoencoder.encode(video)
         return reconstruction_loss(self.autoencoder.decode(z), video)
+
+    @torch.no_grad()
+    def sample(self, batch, generator):
+        """Original clips above, decoded clips below, at the source rate."""
+        video = batch["frames"]
+        frames = torch.cat([video, self.autoencoder.decode(self.autoencoder.encode(video)).float()], dim=3)
+        return rearrange(((frames + 1) * 127.5).clamp(0, 255).byte(), "b c f h w -> f h (b w) c").cpu(), 24
 
     def save(self, folder: Path):
         self.autoencoder.save_pretrained(folder / "movq")

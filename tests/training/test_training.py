@@ -36,9 +36,12 @@ def config(stage, out, steps=4, **sections):
 def trained(tmp_path_factory):
     """A tiny image MoVQ and T2I model, the starting points of the other stages."""
     root = tmp_path_factory.mktemp("stages")
-    train(config("movq", root / "movq", steps=3, model={"movq": MOVQ}), progress=False)
+    train(config("movq", root / "movq", steps=3, model={"movq": MOVQ}, train={"sample_every": 3}), progress=False)
     movq = root / "movq" / "final" / "movq"
-    train(config("t2i", root / "t2i", steps=3, model={"movq_path": str(movq), "unet": UNET}), progress=False)
+    train(config("t2i", root / "t2i", steps=3, model={"movq_path": str(movq), "unet": UNET},
+                 train={"sample_every": 3}), progress=False)
+    assert (root / "movq" / "samples" / "step_000003.mp4").is_file()
+    assert (root / "t2i" / "samples" / "step_000003.mp4").is_file()
     return {"movq": movq, "t2i": root / "t2i" / "final"}
 
 
@@ -47,18 +50,23 @@ def losses(out):
     return [float(row.split(",")[1]) for row in rows]
 
 
-@pytest.mark.parametrize("stage, data, model, folder", [
+@pytest.mark.parametrize("stage, data, model, folder", [  # each also writes a sample video
     ("keyframes", {"num_frames": 4}, {"temporal_variant": "conv1d-attn3d-blocks"}, "keyframe_unet"),
     ("interpolation", {"num_frames": 9}, {}, "interpolation_unet"),
     ("masked-interpolation", {"num_frames": 9}, {}, "masked_interpolation_unet"),
 ])
 def test_unet_stages_train_and_write_pipeline_folders(trained, tmp_path, stage, data, model, folder):
     run = config(stage, tmp_path / stage, steps=3, data=data,
-                 model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"]), **model})
+                 model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"]), **model},
+                 train={"sample_every": 3})
     result = train(run, progress=False)
     assert result["status"] == "finished" and result["step"] == 3
     assert (tmp_path / stage / "final" / folder / "config.json").is_file()
     assert len(losses(tmp_path / stage)) == 3
+    from fusionframes.video_io import read_video
+    frames = read_video(tmp_path / stage / "samples" / "step_000003.mp4")
+    height = {"keyframes": 32}.get(stage, 64)  # interpolation samples stack truth over interpolation
+    assert frames.shape == (data["num_frames"], height, 2 * 32, 3)
 
 
 def test_keyframes_train_only_temporal_parameters(trained, tmp_path):
@@ -80,7 +88,8 @@ def test_keyframes_train_only_temporal_parameters(trained, tmp_path):
 
 def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
     run = config("video-decoder", tmp_path / "v", steps=2, data={"num_frames": 3},
-                 model={"init_from": str(trained["movq"]), "video_decoder": "conv3x1x1"}, train={"batch_size": 1})
+                 model={"init_from": str(trained["movq"]), "video_decoder": "conv3x1x1"},
+                 train={"batch_size": 1, "sample_every": 2})
     train(run, progress=False)
     image = load_file(trained["movq"] / "diffusion_pytorch_model.safetensors")
     video = load_file(tmp_path / "v" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
