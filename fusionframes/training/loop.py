@@ -165,6 +165,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
                 m = state["step"] * t.grad_accumulation + micro
                 indices = order.indices(m, accelerator.process_index)
                 batch = collate([dataset[i] for i in indices], indices)
+                batch["step"] = state["step"]
                 batch["frames"] = batch["frames"].to(accelerator.device)
                 generator = torch.Generator().manual_seed(_seed(t.seed, m, accelerator.process_index))
                 with accelerator.accumulate(task):

@@ -21,6 +21,7 @@ from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
 from ..models.text import TextProjection
 from ..pipeline import load_text_encoder
+from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
 from .config import RunConfig
 
@@ -330,11 +331,17 @@ class MoVQTask(Task):
     def __init__(self, config: RunConfig):
         super().__init__(config)
         self.autoencoder = MoVQ(**config.model.movq)
+        weight = config.model.discriminator_weight
+        self.discriminator = PatchDiscriminator(self.autoencoder.config.in_channels) if weight > 0 else None
 
     def forward(self, batch, generator):
         images = batch["frames"][:, :, 0]
         reconstruction, codebook_loss = self.autoencoder(images)
-        return reconstruction_loss(reconstruction, images) + codebook_loss
+        loss = reconstruction_loss(reconstruction, images) + codebook_loss
+        if self.discriminator is not None and batch["step"] >= self.config.model.discriminator_start:
+            generator_loss, discriminator_loss = adversarial_losses(self.discriminator, images, reconstruction)
+            loss = loss + self.config.model.discriminator_weight * generator_loss + discriminator_loss
+        return loss
 
     @torch.no_grad()
     def sample(self, batch, generator):

@@ -252,3 +252,27 @@ def test_encoder_cache_reproduces_and_refuses_a_stale_cache(trained, tmp_path):
     movq.save_pretrained(other)
     with pytest.raises(FusionFramesError, match="made by another encoder or data recipe"):
         train(run(tmp_path / "stale", tmp_path / "cache", movq=other), progress=False)
+
+
+def test_adversarial_losses_reach_only_their_own_network():
+    from fusionframes.training.adversarial import PatchDiscriminator, adversarial_losses
+
+    torch.manual_seed(0)
+    discriminator = PatchDiscriminator(3, channels=8)
+    real = torch.randn(2, 3, 32, 32)
+    fake = torch.randn(2, 3, 32, 32, requires_grad=True)
+    generator_loss, discriminator_loss = adversarial_losses(discriminator, real, fake)
+    generator_loss.backward(retain_graph=True)
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+    assert all(p.grad is None for p in discriminator.parameters())  # the generator term leaves D alone
+    fake.grad = None
+    discriminator_loss.backward()
+    assert fake.grad is None  # the discriminator term leaves the generator alone
+    assert all(p.grad is not None for p in discriminator.parameters())
+
+
+def test_movq_trains_with_the_discriminator(tmp_path):
+    run = config("movq", tmp_path / "gan", steps=3, model={"movq": MOVQ, "discriminator_weight": 0.1,
+                                                            "discriminator_start": 1})
+    assert train(run, progress=False)["status"] == "finished"
+    assert len(losses(tmp_path / "gan")) == 3
