@@ -175,7 +175,8 @@ def _add_generation_options(p):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fusionframes", description="FusionFrames text-to-video (Kandinsky Video 1.0)")
+    parser = argparse.ArgumentParser(prog="fusionframes",
+                                     description="FusionFrames text-to-video (Kandinsky Video 1.0)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("params", help="count a preset's parameters (built on the meta device, no memory)")

@@ -316,7 +316,8 @@ class FusionFramesPipeline:
         in the batch), one for all, or None. ``callback_on_step_end(stage, step, timestep, latents)``."""
         d = self.defaults
         pick = lambda value, key: d[key] if value is None else value  # noqa: E731
-        num_keyframes, height, width = pick(num_keyframes, "num_keyframes"), pick(height, "height"), pick(width, "width")
+        num_keyframes = pick(num_keyframes, "num_keyframes")
+        height, width = pick(height, "height"), pick(width, "width")
         steps, interpolation_steps = pick(num_inference_steps, "num_inference_steps"), pick(interpolation_steps,
                                                                                             "interpolation_steps")
         guidance_scale = pick(guidance_scale, "guidance_scale")

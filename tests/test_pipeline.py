@@ -349,7 +349,8 @@ def test_text_encoder_paths_resolve_against_the_right_folder(pipe, tmp_path, tex
     settings = json.loads((tmp_path / "model" / "pipeline.json").read_text())
     shutil.copytree(encoder_dir, tmp_path / "model" / "enc")
     (tmp_path / "model" / "pipeline.json").write_text(json.dumps({**settings, "text_encoder": "enc"}))
-    assert FusionFramesPipeline.from_pretrained(tmp_path / "model").text_encoder_source == str(tmp_path / "model" / "enc")
+    reloaded = FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    assert reloaded.text_encoder_source == str(tmp_path / "model" / "enc")
     (tmp_path / "model" / "pipeline.json").write_text("{not json")
     with pytest.raises(FusionFramesError, match="pipeline.json is not valid JSON"):
         FusionFramesPipeline.from_pretrained(tmp_path / "model")

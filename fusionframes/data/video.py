@@ -30,7 +30,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import av
 import numpy as np
@@ -68,32 +68,46 @@ def _describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
-def probe(path: Union[str, Path]) -> Tuple[float, float, float]:
-    """``(span, fps, start_time)`` of ``path``'s first video stream from its headers, without decoding.
+def video_stream(container):
+    """The first video stream of an open PyAV container. Raises ``_Unusable``."""
+    if not container.streams.video:
+        raise _Unusable("no video stream")
+    return container.streams.video[0]
+
+
+def probe_container(container) -> Tuple[float, float, float]:
+    """``(span, fps, start_time)`` of an open container's first video stream from its headers, without decoding.
     ``span`` = duration − one frame: the time from the first frame to the last. Raises ``_Unusable``."""
+    stream = video_stream(container)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if not (math.isfinite(fps) and fps > 0):
+        raise _Unusable("unknown frame rate")
+    time_base = stream.time_base
+    if stream.duration and time_base:
+        duration = float(stream.duration * time_base)
+    elif container.duration:  # Matroska/WebM store no per-stream duration
+        duration = container.duration / av.time_base
+    elif stream.frames:
+        duration = stream.frames / fps
+    else:
+        raise _Unusable("unknown duration")
+    start = float(stream.start_time * time_base) if stream.start_time is not None and time_base else 0.0
+    return duration - 1.0 / fps, fps, start
+
+
+def open_video(source):
+    """``av.open`` of a path or a binary file object (``io.BytesIO`` of a file's bytes). Raises ``_Unusable``."""
     try:
-        container = av.open(str(path))
+        return av.open(source if hasattr(source, "read") else str(source))
     except Exception as error:  # PyAV raises its FFmpegError subclasses, OSError, …
         raise _Unusable(f"unreadable ({_describe_error(error)})") from None
-    with container:
-        if not container.streams.video:
-            raise _Unusable("no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else 0.0
-        if not (math.isfinite(fps) and fps > 0):
-            raise _Unusable("unknown frame rate")
-        time_base = stream.time_base
-        if stream.duration and time_base:
-            duration = float(stream.duration * time_base)
-        elif container.duration:  # Matroska/WebM store no per-stream duration
-            duration = container.duration / av.time_base
-        elif stream.frames:
-            duration = stream.frames / fps
-        else:
-            raise _Unusable("unknown duration")
-        start = float(stream.start_time * time_base) if stream.start_time is not None and time_base else 0.0
-    return duration - 1.0 / fps, fps, start
+
+
+def probe(path: Union[str, Path]) -> Tuple[float, float, float]:
+    """``(span, fps, start_time)`` of ``path``'s first video stream (see :func:`probe_container`)."""
+    with open_video(path) as container:
+        return probe_container(container)
 
 
 def _check_positive_int(name: str, value) -> int:
@@ -177,6 +191,145 @@ def _summary(skipped: Sequence[Tuple[str, str]], shown: int = SHOWN) -> str:
     return text + (f"; … and {len(skipped) - shown} more" if len(skipped) > shown else "")
 
 
+# -- sampling and decoding, shared with the tar-shard source (:mod:`fusionframes.data.shards`) ---------------------
+
+
+def check_sampling(size, num_frames, fps, skip_frames, seed) -> Tuple[int, int, Optional[float],
+                                                                      Optional[Tuple[int, ...]], int]:
+    """Validated ``(size, num_frames, fps, skip_frames, seed)``: ``fps`` defaults to 2 and is None in skip mode;
+    ``skip_frames`` (an int or a sequence) becomes a tuple, or None."""
+    size = _check_positive_int("size", size)
+    num_frames = _check_positive_int("num_frames", num_frames)
+    if fps is not None and skip_frames is not None:
+        raise FusionFramesError("give either fps or skip_frames, not both")
+    if skip_frames is not None:
+        choices = (skip_frames,) if isinstance(skip_frames, (int, np.integer)) else tuple(skip_frames)
+        if not choices:
+            raise FusionFramesError("skip_frames must name at least one skip")
+        skips: Optional[Tuple[int, ...]] = tuple(_check_positive_int("skip_frames", s) for s in choices)
+        fps = None
+    else:
+        fps = 2.0 if fps is None else fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
+            raise FusionFramesError(f"fps must be a positive number, got {fps!r}")
+        fps, skips = float(fps), None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise FusionFramesError(f"seed must be a non-negative integer, got {seed!r}")
+    return size, num_frames, fps, skips, int(seed)
+
+
+def clip_duration(num_frames: int, fps: Optional[float], skip_frames: Optional[Sequence[int]],
+                  skip: Optional[int] = None) -> float:
+    """Seconds from a clip's first instant to its last (with the largest skip when ``skip`` is None)."""
+    if skip_frames is None:
+        return (num_frames - 1) / fps
+    return (num_frames - 1) * (skip or max(skip_frames)) / SOURCE_FPS
+
+
+def check_span(span: float, needed: float) -> None:
+    """Raises ``_Unusable`` when a video's first-to-last-frame ``span`` cannot hold a clip of ``needed`` seconds."""
+    if span + 1e-6 < needed:
+        raise _Unusable(f"too short ({max(span, 0.0):.2f} s from first to last frame; a clip needs {needed:.2f} s)")
+
+
+def draw_clip(rng: np.random.Generator, span: float, num_frames: int, fps: Optional[float],
+              skip_frames: Optional[Sequence[int]]) -> Tuple[float, np.ndarray, Optional[int]]:
+    """``(start, times, skip)`` of a clip drawn with ``rng`` from a video spanning ``span`` seconds: the skip (None
+    unless ``skip_frames``), then a uniform start; ``times`` are float64 seconds from the clip's start."""
+    skip = skip_frames[int(rng.integers(len(skip_frames)))] if skip_frames else None
+    spacing = skip / SOURCE_FPS if skip else 1.0 / fps
+    times = np.arange(num_frames, dtype=np.float64) * spacing
+    start = float(rng.random() * max(0.0, span - float(times[-1])))
+    return start, times, skip
+
+
+def resize_crop(image: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 (H, W, 3) → float32 (3, size, size) in [0, 255]: shorter side to ``size``, centre crop."""
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float()
+    h, w = tensor.shape[1:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        tensor = F.interpolate(tensor[None], size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)[0]
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return tensor[:, top:top + size, left:left + size]
+
+
+def pick_frames(container, stream, fps: float, start_time: float, wanted: np.ndarray, size: int,
+                seek: bool) -> Optional[list]:
+    """For each wanted time (seconds from the stream's start, which is ``start_time``) the nearest decoded frame of
+    a stream at ``fps``, resized (:func:`resize_crop`); None when a seek landed after the first wanted time or gave
+    no frame at all (the caller then decodes from the beginning, which also tells a damaged file from an imprecise
+    index). Raises ``_Unusable`` when the stream ends well before the last wanted time."""
+    time_base, period = stream.time_base, 1.0 / fps
+    if seek:
+        target = start_time + float(wanted[0]) - period  # a frame before: it may be the nearest
+        container.seek(int(math.floor(target / time_base)), stream=stream, backward=True, any_frame=False)
+    picked: list = [None] * len(wanted)
+    j, previous, last = 0, None, (None, None)  # previous: (time, frame); last: (frame, tensor) picked last
+
+    def take(frame):
+        nonlocal last
+        if last[0] is not frame:
+            last = (frame, resize_crop(frame.to_ndarray(format="rgb24"), size))
+        return last[1]
+
+    for frame in container.decode(stream):
+        if frame.pts is None:
+            continue
+        t = float(frame.pts * time_base) - start_time
+        if previous is None and seek and t > wanted[0] + 0.5 * period:
+            return None
+        while j < len(wanted) and t >= wanted[j]:
+            use_previous = previous is not None and wanted[j] - previous[0] <= t - wanted[j]
+            picked[j] = take(previous[1] if use_previous else frame)
+            j += 1
+        if j == len(wanted):
+            return picked
+        previous = (t, frame)
+    if previous is None and seek:  # nothing after the seek: let the caller try from the beginning
+        return None
+    # End of stream: the remaining instants may lie up to a frame after the last frame's timestamp.
+    while j < len(wanted):
+        if previous is None or wanted[j] - previous[0] > 1.5 * period:
+            reached = "no frame decoded" if previous is None else f"the last frame decoded is at {previous[0]:.2f} s"
+            raise _Unusable(f"decoding ended early ({reached}, a clip needs {wanted[j]:.2f} s)")
+        picked[j] = take(previous[1])
+        j += 1
+    return picked
+
+
+def read_clip(container, fps: float, start_time: float, wanted: np.ndarray, size: int,
+              pick: Optional[Callable] = None) -> torch.Tensor:
+    """float32 (3, F, size, size) in [-1, 1]: the frames of an open container's first video stream nearest the
+    ``wanted`` times (seconds from the stream's start). Seeks near the first instant when it is late enough, and
+    decodes from the beginning when the seek overshot. ``pick(container, stream, wanted, seek)`` replaces
+    :func:`pick_frames` (with ``fps``, ``start_time`` and ``size`` bound)."""
+    stream = video_stream(container)
+    if pick is None:
+        def pick(container, stream, wanted, seek):
+            return pick_frames(container, stream, fps, start_time, wanted, size, seek)
+    seek = float(wanted[0]) > 2.0 / fps
+    picked = pick(container, stream, wanted, seek)
+    if picked is None:  # the seek overshot or found nothing: decode from the start instead
+        container.seek(0)  # the container's own start; the stream's timestamps are checked frame by frame
+        picked = pick(container, stream, wanted, False)
+    return torch.stack(picked, dim=1).div_(127.5).sub_(1.0).clamp_(-1.0, 1.0)
+
+
+def clip_item(frames: torch.Tensor, caption: str, labels: dict, times: np.ndarray, skip: Optional[int]) -> dict:
+    """The item format shared by every data source (see :class:`VideoClips`)."""
+    item = dict(frames=frames, caption=caption, labels=labels, times=torch.from_numpy(times.astype(np.float32)))
+    if skip is not None:
+        item["skip_frames"] = skip
+    return item
+
+
+def describe_failure(error: BaseException) -> str:
+    """The reason reported for a video whose decoding raised ``error``."""
+    return str(error) if isinstance(error, _Unusable) else f"decoding failed ({_describe_error(error)})"
+
+
 class VideoClips(Dataset):
     """Map-style dataset of clips from captioned video files; item ``i`` depends only on ``(seed, i)``.
 
@@ -196,25 +349,8 @@ class VideoClips(Dataset):
 
     def __init__(self, source: Union[str, Path], size: int = 128, num_frames: int = 16, fps: Optional[float] = None,
                  skip_frames: Union[None, int, Sequence[int]] = None, seed: int = 0):
-        self.size = _check_positive_int("size", size)
-        self.num_frames = _check_positive_int("num_frames", num_frames)
-        if fps is not None and skip_frames is not None:
-            raise FusionFramesError("give either fps or skip_frames, not both")
-        if skip_frames is not None:
-            choices = (skip_frames,) if isinstance(skip_frames, (int, np.integer)) else tuple(skip_frames)
-            if not choices:
-                raise FusionFramesError("skip_frames must name at least one skip")
-            self.skip_frames: Optional[Tuple[int, ...]] = tuple(_check_positive_int("skip_frames", s)
-                                                                for s in choices)
-            self.fps: Optional[float] = None
-        else:
-            fps = 2.0 if fps is None else fps
-            if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
-                raise FusionFramesError(f"fps must be a positive number, got {fps!r}")
-            self.fps, self.skip_frames = float(fps), None
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise FusionFramesError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.size, self.num_frames, self.fps, self.skip_frames, self.seed = check_sampling(
+            size, num_frames, fps, skip_frames, seed)
 
         self.source = Path(source).expanduser()
         if not self.source.exists():
@@ -233,9 +369,7 @@ class VideoClips(Dataset):
                 continue
             try:
                 span, rate, start = probe(path)
-                if span + 1e-6 < needed:
-                    raise _Unusable(f"too short ({max(span, 0.0):.2f} s from first to last frame; a clip needs "
-                                    f"{needed:.2f} s)")
+                check_span(span, needed)
             except _Unusable as reason:
                 self.skipped.append((path, str(reason)))
                 continue
@@ -253,9 +387,7 @@ class VideoClips(Dataset):
 
     def clip_duration(self, skip: Optional[int] = None) -> float:
         """Seconds from a clip's first instant to its last (with the largest skip when ``skip`` is None)."""
-        if self.skip_frames is None:
-            return (self.num_frames - 1) / self.fps
-        return (self.num_frames - 1) * (skip or max(self.skip_frames)) / SOURCE_FPS
+        return clip_duration(self.num_frames, self.fps, self.skip_frames, skip)
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -273,90 +405,32 @@ class VideoClips(Dataset):
         from the clip's start), ``skip`` (None unless ``skip_frames`` was given)."""
         index = self._index(index)
         video = self.videos[index]
-        rng = np.random.default_rng((self.seed, index))
-        skip = self.skip_frames[int(rng.integers(len(self.skip_frames)))] if self.skip_frames else None
-        spacing = skip / SOURCE_FPS if skip else 1.0 / self.fps
-        times = np.arange(self.num_frames, dtype=np.float64) * spacing
-        start = float(rng.random() * max(0.0, video.span - float(times[-1])))
+        start, times, skip = draw_clip(np.random.default_rng((self.seed, index)), video.span, self.num_frames,
+                                       self.fps, self.skip_frames)
         return dict(video=video, start=start, times=times, skip=skip)
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
     def _resize_crop(self, image: np.ndarray) -> torch.Tensor:
         """uint8 (H, W, 3) → float32 (3, size, size) in [0, 255]: shorter side to ``size``, centre crop."""
-        tensor = torch.from_numpy(image).permute(2, 0, 1).float()
-        h, w = tensor.shape[1:]
-        scale = self.size / min(h, w)
-        nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
-        if (nh, nw) != (h, w):
-            tensor = F.interpolate(tensor[None], size=(nh, nw), mode="bilinear", antialias=True,
-                                   align_corners=False)[0]
-        top, left = (nh - self.size) // 2, (nw - self.size) // 2
-        return tensor[:, top:top + self.size, left:left + self.size]
+        return resize_crop(image, self.size)
 
     def _pick(self, container, stream, video: VideoFile, wanted: np.ndarray, seek: bool) -> Optional[list]:
-        """For each wanted time (seconds from the stream's start) the nearest decoded frame, resized; None when a
-        seek landed after the first wanted time or gave no frame at all (the caller then decodes from the
-        beginning, which also tells a damaged file from an imprecise index)."""
-        time_base, period = stream.time_base, 1.0 / video.fps
-        if seek:
-            target = video.start_time + float(wanted[0]) - period  # a frame before: it may be the nearest
-            container.seek(int(math.floor(target / time_base)), stream=stream, backward=True, any_frame=False)
-        picked: list = [None] * len(wanted)
-        j, previous, last = 0, None, (None, None)  # previous: (time, frame); last: (frame, tensor) picked last
-
-        def take(frame):
-            nonlocal last
-            if last[0] is not frame:
-                last = (frame, self._resize_crop(frame.to_ndarray(format="rgb24")))
-            return last[1]
-
-        for frame in container.decode(stream):
-            if frame.pts is None:
-                continue
-            t = float(frame.pts * time_base) - video.start_time
-            if previous is None and seek and t > wanted[0] + 0.5 * period:
-                return None
-            while j < len(wanted) and t >= wanted[j]:
-                use_previous = previous is not None and wanted[j] - previous[0] <= t - wanted[j]
-                picked[j] = take(previous[1] if use_previous else frame)
-                j += 1
-            if j == len(wanted):
-                return picked
-            previous = (t, frame)
-        if previous is None and seek:  # nothing after the seek: let the caller try from the beginning
-            return None
-        # End of stream: the remaining instants may lie up to a frame after the last frame's timestamp.
-        while j < len(wanted):
-            if previous is None or wanted[j] - previous[0] > 1.5 * period:
-                reached = "no frame decoded" if previous is None else f"the last frame decoded is at " \
-                                                                      f"{previous[0]:.2f} s"
-                raise _Unusable(f"decoding ended early ({reached}, a clip needs {wanted[j]:.2f} s)")
-            picked[j] = take(previous[1])
-            j += 1
-        return picked
+        """:func:`pick_frames` for ``video`` (the decoding hook: tests wrap it)."""
+        return pick_frames(container, stream, video.fps, video.start_time, wanted, self.size, seek)
 
     def _decode(self, video: VideoFile, wanted: np.ndarray) -> torch.Tensor:
-        with av.open(video.path) as container:
-            if not container.streams.video:
-                raise _Unusable("no video stream")
-            stream = container.streams.video[0]
-            seek = float(wanted[0]) > 2.0 / video.fps
-            picked = self._pick(container, stream, video, wanted, seek)
-            if picked is None:  # the seek overshot or found nothing: decode from the start instead
-                container.seek(0)  # the container's own start; the stream's timestamps are checked frame by frame
-                picked = self._pick(container, stream, video, wanted, seek=False)
-        return torch.stack(picked, dim=1).div_(127.5).sub_(1.0).clamp_(-1.0, 1.0)
+        with av.open(video.path) as container:  # an error here is reported as "decoding failed (…)"
+            return read_clip(container, video.fps, video.start_time, wanted, self.size,
+                             pick=lambda container, stream, wanted, seek: self._pick(container, stream, video,
+                                                                                      wanted, seek))
 
     def _load(self, index: int) -> dict:
         info = self.describe(index)
         video = info["video"]
         frames = self._decode(video, info["start"] + info["times"])
-        item = dict(frames=frames, caption=video.caption, labels={"path": video.path, "start": info["start"]},
-                    times=torch.from_numpy(info["times"].astype(np.float32)))
-        if info["skip"] is not None:
-            item["skip_frames"] = info["skip"]
-        return item
+        return clip_item(frames, video.caption, {"path": video.path, "start": info["start"]}, info["times"],
+                         info["skip"])
 
     def __getitem__(self, index: int) -> dict:
         index = self._index(index)
@@ -368,7 +442,7 @@ class VideoClips(Dataset):
             try:
                 return self._load(j)
             except Exception as error:  # never crash a long run on one bad file: record it, serve the next index
-                reason = str(error) if isinstance(error, _Unusable) else f"decoding failed ({_describe_error(error)})"
+                reason = describe_failure(error)
                 self._failed.add(j)
                 path = self.videos[j].path
                 self.skipped.append((path, reason))

@@ -76,7 +76,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``x`` (..., n, c) attends over ``context`` (..., m, d); ``mask`` (..., m) or broadcastable, True = keep."""
-        split = lambda t: rearrange(t, "... n (h d) -> ... h n d", h=self.num_heads)
+        def split(t):
+            return rearrange(t, "... n (h d) -> ... h n d", h=self.num_heads)
+
         q, k, v = split(self.to_query(x)), split(self.to_key(context)), split(self.to_value(context))
         if mask is not None:
             mask = mask.bool().unsqueeze(-2).unsqueeze(-3)  # (..., 1 head, 1 query, m)
@@ -158,7 +160,8 @@ class ResNetBlock(nn.Module):
 
 def feed_forward(channels: int, expansion_ratio: int) -> nn.Sequential:
     hidden = expansion_ratio * channels
-    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.SiLU(), nn.Conv2d(hidden, channels, 1, bias=False))
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.SiLU(),
+                         nn.Conv2d(hidden, channels, 1, bias=False))
 
 
 class AttentionBlock(nn.Module):

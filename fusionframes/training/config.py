@@ -88,7 +88,8 @@ def _build(cls, values, where: str):
             raise FusionFramesError(f"config key '{where}{key}' should be {_describe(kind)}, got {value!r}")
         kwargs[key] = value
     missing = [f.name for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and f.name not in kwargs]
     if missing:
         raise FusionFramesError(f"config is missing required key(s): {', '.join(where + m for m in missing)}")
     return cls(**kwargs)

@@ -36,7 +36,8 @@ def reference_sampler(noise, steps, prediction_type, percentile, noises):
             q = max(np.quantile(np.abs(x0[b]), percentile), 1.0)
             x0[b] = np.clip(x0[b], -q, q) / q
         prev = abar[i - 1] if i > 0 else 1.0
-        mean = (np.sqrt(prev) * betas[i] / (1 - abar[i])) * x0 + (np.sqrt(1 - betas[i]) * (1 - prev) / (1 - abar[i])) * x
+        mean = (np.sqrt(prev) * betas[i] / (1 - abar[i])) * x0 \
+            + (np.sqrt(1 - betas[i]) * (1 - prev) / (1 - abar[i])) * x
         var = betas[i] * (1 - prev) / (1 - abar[i]) if i > 0 else 0.0
         x = mean + np.sqrt(var) * noises[k].double().numpy() if i > 0 else mean
     return torch.from_numpy(x).float()

@@ -53,7 +53,9 @@ def test_conditional_group_norm_scales_and_shifts_from_condition():
 def _reference_attention(attn: Attention, x, context, mask=None):
     q, k, v = attn.to_query(x), attn.to_key(context), attn.to_value(context)
     heads = attn.num_heads
-    split = lambda t: t.view(*t.shape[:-1], heads, -1).transpose(-2, -3)  # (b, h, n, d)
+    def split(t):  # (b, n, h·d) -> (b, h, n, d)
+        return t.view(*t.shape[:-1], heads, -1).transpose(-2, -3)
+
     q, k, v = split(q), split(k), split(v)
     scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)
     if mask is not None:

@@ -196,7 +196,8 @@ def test_two_processes_keep_identical_weights_and_write_once(tmp_path):
                                                                               "random_states_1.pkl"]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("[cp]*/*.yaml")), ids=lambda p: p.parent.name + "/" + p.stem)
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("[cp]*/*.yaml")),
+                         ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_shipped_configs_are_valid(path):
     assert load_config(path).stage == path.stem
 
