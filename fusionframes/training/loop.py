@@ -152,6 +152,11 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
         (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
     order = SampleOrder(len(dataset), config.data.seed, t.batch_size, accelerator.num_processes)
     log_path = output / "log.csv"
+    if resume and accelerator.is_main_process and log_path.exists():
+        # Steps logged after the checkpoint are run again: drop their first-time rows.
+        rows = log_path.read_text().splitlines()
+        log_path.write_text("\n".join(rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= state["step"]])
+                            + "\n")
     # Sample videos always show the same clips/captions: the first of the data set.
     preview = list(range(min(t.sample_size, len(dataset))))
     preview_batch = collate([dataset[i] for i in preview], preview) if t.sample_every else None

@@ -117,6 +117,8 @@ def test_resume_continues_exactly(trained, tmp_path):
     assert first["step"] == 2
     with pytest.raises(FusionFramesError, match="already holds a run; pass --resume"):
         train(run(tmp_path / "twice", 4), progress=False)
+    with (tmp_path / "twice" / "log.csv").open("a") as log:  # a step logged, then SIGKILL before a checkpoint
+        log.write("3,9.999,0.0001,0.1\n")
     train(run(tmp_path / "twice", 4), resume=True, progress=False)
     for part in ("unet/diffusion_pytorch_model.safetensors", "null_embedding.safetensors"):
         a, b = load_file(tmp_path / "once" / "final" / part), load_file(tmp_path / "twice" / "final" / part)
