@@ -8,8 +8,8 @@ expanded as WebDataset does, ``::`` joining several patterns) or a list of paths
 ``gopen`` opens: local paths, ``file:``, ``http(s):``, ``pipe:`` …).
 
 :meth:`VideoShards.stream` gives process ``rank`` of ``world`` an endless, deterministic sequence of items in the
-format of :class:`~fusionframes.data.video.VideoClips` (labels ``url``, ``key``, ``start``). Each epoch the shard list is
-shuffled with ``np.random.default_rng((seed, epoch))`` and process ``r`` streams shards ``r::world`` in that order,
+format of :class:`~fusionframes.data.video.VideoClips` (labels ``url``, ``key``, ``start``). Each epoch the shard list
+is shuffled with ``np.random.default_rng((seed, epoch))`` and process ``r`` streams shards ``r::world`` in that order,
 samples in tar order. Videos are decoded from memory with PyAV; frames are picked by time exactly as
 :class:`VideoClips` picks them, from a clip start drawn from
 ``np.random.default_rng((seed, epoch, shard_index, sample_index_in_shard))`` (``shard_index``: the shard's place in
@@ -43,8 +43,7 @@ from ..errors import FusionFramesError
 from .video import (SHOWN, VIDEO_EXTENSIONS, _summary, _Unusable, check_sampling, check_span, clip_duration, clip_item,
                     describe_failure, draw_clip, open_video, probe_container, read_clip)
 
-VIDEO_SUFFIXES: Tuple[str, ...] = ("mp4", "webm", "mkv", "mov", "avi")  # preference order within a sample
-assert set(VIDEO_SUFFIXES) == {e[1:] for e in VIDEO_EXTENSIONS}
+VIDEO_SUFFIXES: Tuple[str, ...] = tuple(e[1:] for e in VIDEO_EXTENSIONS)  # member suffixes, in preference order
 
 
 def _webdataset() -> SimpleNamespace:
