@@ -13,8 +13,8 @@ STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "
 
 @dataclass
 class DataConfig:
-    source: str = "procedural"  # procedural | videos (a folder with .txt captions, or a CSV/JSONL index)
-    path: Optional[str] = None  # the folder or index file, for source: videos
+    source: str = "procedural"  # procedural | videos (a folder with .txt captions, or a CSV/JSONL index) | shards
+    path: Optional[str] = None  # the folder or index file (videos), or the tar shard pattern (shards)
     size: int = 64  # frames are resized and centre-cropped to size × size
     num_frames: int = 8  # frames per clip (1 for t2i and movq)
     fps: float = 2.0  # sampling rate of clip frames (keyframes: 2 FPS)

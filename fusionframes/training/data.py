@@ -2,6 +2,7 @@
 random skip-frame, 8 consecutive frames for the video decoder, single frames for T2I and the image MoVQ."""
 
 from ..data.procedural import ProceduralVideos
+from ..data.shards import VideoShards
 from ..data.video import VideoClips
 from ..errors import FusionFramesError
 from .config import RunConfig
@@ -11,13 +12,17 @@ def make_dataset(config: RunConfig):
     d, stage = config.data, config.stage
     if d.source == "procedural":
         source, common = ProceduralVideos, dict(length=d.length, size=d.size, seed=d.seed)
+    elif d.source == "shards":
+        if not d.path:
+            raise FusionFramesError("data.source shards needs data.path (tar shards, e.g. data/shard-{000..099}.tar)")
+        source, common = VideoShards, dict(urls=d.path, size=d.size, seed=d.seed)
     elif d.source == "videos":
         if not d.path:
             raise FusionFramesError("data.source videos needs data.path (a folder with .txt captions, or a "
                                     "CSV/JSONL index of path,caption)")
         source, common = VideoClips, dict(source=d.path, size=d.size, seed=d.seed)
     else:
-        raise FusionFramesError(f"unknown data.source {d.source!r}; choose procedural or videos")
+        raise FusionFramesError(f"unknown data.source {d.source!r}; choose procedural, videos or shards")
     if stage in ("t2i", "movq"):
         return source(num_frames=1, **common)
     if stage in ("interpolation", "masked-interpolation"):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
@@ -51,6 +51,43 @@ class SampleOrder:
                 self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.length)
             out.append(int(self._perm[offset]))
         return out
+
+
+class Batches:
+    """Each process's micro-batches: from a map-style data set through :class:`SampleOrder`, or from a shard
+    stream (VideoShards) whose per-process positions are saved with each checkpoint."""
+
+    def __init__(self, dataset, seed: int, batch_size: int, accelerator: Accelerator, positions=None):
+        self.dataset, self.batch_size, self.accelerator = dataset, batch_size, accelerator
+        rank, world = accelerator.process_index, accelerator.num_processes
+        self.streaming = not hasattr(dataset, "__getitem__")
+        if self.streaming:
+            if positions is not None and len(positions) != world:
+                raise FusionFramesError(f"this run was checkpointed with {len(positions)} processes; a shard stream "
+                                        f"resumes only with the same number (got {world})")
+            self.stream = dataset.stream(rank, world, **(positions[rank] if positions else {}))
+        else:
+            self.order = SampleOrder(len(dataset), seed, batch_size, world)
+
+    def get(self, micro_step: int) -> dict:
+        if self.streaming:
+            items = [next(self.stream) for _ in range(self.batch_size)]
+            return collate(items, [f"{i['labels']['url']}#{i['labels']['key']}@{i['labels']['start']}" for i in items])
+        indices = self.order.indices(micro_step, self.accelerator.process_index)
+        return collate([self.dataset[i] for i in indices], indices)
+
+    def positions(self):
+        """Every process's stream position (None for map-style data: the step is the position)."""
+        return gather_object([self.stream.state]) if self.streaming else None
+
+    def preview(self, size: int) -> dict:
+        """The clips sample videos always show: the first of the data set (of its first shard, when streamed)."""
+        if self.streaming:
+            stream = self.dataset.stream(0, 1)
+            items = [next(stream) for _ in range(size)]
+            return collate(items, [f"preview{i}" for i in range(size)])
+        indices = list(range(min(size, len(self.dataset))))
+        return collate([self.dataset[i] for i in indices], indices)
 
 
 def collate(items: list, indices: list) -> dict:
@@ -150,16 +187,14 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
-    order = SampleOrder(len(dataset), config.data.seed, t.batch_size, accelerator.num_processes)
+    batches = Batches(dataset, config.data.seed, t.batch_size, accelerator, state.get("streams"))
     log_path = output / "log.csv"
     if resume and accelerator.is_main_process and log_path.exists():
         # Steps logged after the checkpoint are run again: drop their first-time rows.
         rows = log_path.read_text().splitlines()
         log_path.write_text("\n".join(rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= state["step"]])
                             + "\n")
-    # Sample videos always show the same clips/captions: the first of the data set.
-    preview = list(range(min(t.sample_size, len(dataset))))
-    preview_batch = collate([dataset[i] for i in preview], preview) if t.sample_every else None
+    preview_batch = batches.preview(t.sample_size) if t.sample_every else None
     status = "finished"
     bar = tqdm(total=t.steps, initial=state["step"], desc=config.stage,
                disable=not (progress and accelerator.is_main_process))
@@ -168,8 +203,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
             started = time.perf_counter()
             for micro in range(t.grad_accumulation):
                 m = state["step"] * t.grad_accumulation + micro
-                indices = order.indices(m, accelerator.process_index)
-                batch = collate([dataset[i] for i in indices], indices)
+                batch = batches.get(m)
                 batch["step"] = state["step"]
                 batch["frames"] = batch["frames"].to(accelerator.device)
                 generator = torch.Generator().manual_seed(_seed(t.seed, m, accelerator.process_index))
@@ -203,6 +237,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
                 write_sample(accelerator.unwrap_model(task), preview_batch, accelerator.device,
                              output / "samples" / f"step_{state['step']:06d}.mp4", t.seed)
             if stop.signal or state["step"] % t.checkpoint_every == 0 or state["step"] == t.steps:
+                state["streams"] = batches.positions()
                 _write_checkpoint(accelerator, checkpoint, state)
             if stop.signal:
                 status = f"stopped by {stop.signal} at step {state['step']}; resume with --resume"

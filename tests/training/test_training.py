@@ -279,3 +279,36 @@ def test_movq_trains_with_the_discriminator(tmp_path):
                                                             "discriminator_start": 1})
     assert train(run, progress=False)["status"] == "finished"
     assert len(losses(tmp_path / "gan")) == 3
+
+
+def test_trains_from_tar_shards_and_resumes_the_stream_exactly(tmp_path):
+    import io
+    import tarfile
+
+    import numpy as np
+
+    from fusionframes.video_io import write_video
+
+    rng = np.random.default_rng(1)
+    for s in range(2):
+        with tarfile.open(tmp_path / f"shard-{s}.tar", "w") as tar:
+            for k in range(3):
+                frames = np.repeat(rng.integers(0, 255, (30, 1, 1, 3), dtype=np.uint8), 32 * 32, axis=1)
+                path = write_video(frames.reshape(30, 32, 32, 3), tmp_path / "tmp" / f"{s}{k}.mp4", fps=24)
+                for name, data in ((f"{s}{k}.mp4", path.read_bytes()), (f"{s}{k}.txt", f"clip {s}{k}".encode())):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+
+    def run(out, steps):
+        return config("movq", out, steps=steps, data={"source": "shards", "path": str(tmp_path / "shard-{0..1}.tar")},
+                      model={"movq": MOVQ}, train={"checkpoint_every": 2})
+
+    train(run(tmp_path / "once", 4), progress=False)
+    train(run(tmp_path / "twice", 2), progress=False)
+    state = json.loads((tmp_path / "twice" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["streams"] == [{"start": 4, "epoch_start": 0}]  # 2 steps × batch 2 read from the stream
+    train(run(tmp_path / "twice", 4), resume=True, progress=False)
+    a = load_file(tmp_path / "once" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "twice" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
