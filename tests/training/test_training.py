@@ -312,3 +312,42 @@ def test_trains_from_tar_shards_and_resumes_the_stream_exactly(tmp_path):
     a = load_file(tmp_path / "once" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "twice" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def perceptual_files(tmp_path):
+    """Random weights in the two published layouts (torchvision VGG16, LPIPS v0.1 linear heads)."""
+    from fusionframes.training.perceptual import PerceptualLoss
+
+    torch.manual_seed(0)
+    model = PerceptualLoss()
+    vgg = {f"features.{k}": torch.randn_like(v) * 0.05 for k, v in model.features.state_dict().items()}
+    vgg["classifier.0.weight"] = torch.zeros(2, 2)  # the rest of a torchvision VGG16 checkpoint is ignored
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))}
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    torch.save(lin, tmp_path / "lpips_vgg.pth")
+    return {"vgg16": str(tmp_path / "vgg16.pth"), "lpips": str(tmp_path / "lpips_vgg.pth")}
+
+
+def test_lpips_from_local_weights(perceptual_files, tmp_path):
+    from fusionframes.training.perceptual import PerceptualLoss
+
+    lpips = PerceptualLoss.from_files(perceptual_files["vgg16"], perceptual_files["lpips"])
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    assert lpips(x, x).item() == 0.0 and lpips(x, y).item() > 0
+    torch.testing.assert_close(lpips(x, y), lpips(y, x))
+    x.requires_grad_(True)
+    lpips(x, y).backward()
+    assert x.grad.abs().sum() > 0 and all(p.grad is None for p in lpips.parameters())
+    with pytest.raises(FusionFramesError, match="perceptual-loss weights not found"):
+        PerceptualLoss.from_files(tmp_path / "none.pth", perceptual_files["lpips"])
+    with pytest.raises(FusionFramesError, match="LPIPS weights do not fit"):
+        PerceptualLoss.from_files(perceptual_files["vgg16"], perceptual_files["vgg16"])
+
+
+def test_movq_trains_with_lpips(perceptual_files, tmp_path):
+    run = config("movq", tmp_path / "p", steps=2, model={"movq": MOVQ, "perceptual_weights": perceptual_files})
+    assert train(run, progress=False)["status"] == "finished"
+    with pytest.raises(FusionFramesError, match="exactly the keys vgg16 and lpips"):
+        train(config("movq", tmp_path / "q", model={"movq": MOVQ, "perceptual_weights": {"vgg": "x"}}),
+              progress=False)
