@@ -351,3 +351,52 @@ def test_movq_trains_with_lpips(perceptual_files, tmp_path):
     with pytest.raises(FusionFramesError, match="exactly the keys vgg16 and lpips"):
         train(config("movq", tmp_path / "q", model={"movq": MOVQ, "perceptual_weights": {"vgg": "x"}}),
               progress=False)
+
+
+def test_sigkill_loses_at_most_the_steps_since_the_checkpoint(tmp_path):
+    """Kill -9 mid-run, resume: the weights equal an uninterrupted run's."""
+    import yaml
+
+    def write(name, steps):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump({"stage": "movq", "output_dir": str(tmp_path / name),
+                                        "data": {"size": 32, "length": 64}, "model": {"movq": MOVQ},
+                                        "train": {"steps": steps, "batch_size": 1, "log_every": 1,
+                                                  "checkpoint_every": 3}}))
+        return path
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "fusionframes", "train", "movq", "--quiet", "--config"]
+    killed = write("killed", 12)
+    child = subprocess.Popen(command + [str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = tmp_path / "killed" / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 120
+    while not (state.exists() and json.loads(state.read_text())["step"] >= 3) and time.time() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    step = json.loads(state.read_text())["step"]
+    assert child.returncode == -signal.SIGKILL and 3 <= step < 12
+    done = subprocess.run(command + [str(killed), "--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    subprocess.run(command + [str(write("whole", 12))], env=env, check=True, capture_output=True, timeout=300)
+    a = load_file(tmp_path / "killed" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "whole" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+
+
+def test_bf16_mixed_precision_trains(trained, tmp_path):
+    """In its own process: accelerate fixes the precision once per process."""
+    import yaml
+    path = tmp_path / "bf16.yaml"
+    path.write_text(yaml.safe_dump({"stage": "keyframes", "output_dir": str(tmp_path / "bf16"),
+                                    "data": {"size": 32, "length": 64, "num_frames": 3},
+                                    "model": {"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"])},
+                                    "train": {"steps": 2, "batch_size": 2, "log_every": 1,
+                                              "mixed_precision": "bf16"}}))
+    done = subprocess.run([sys.executable, "-m", "fusionframes", "train", "keyframes", "--config", str(path),
+                           "--quiet"], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all(0 < value < 10 for value in losses(tmp_path / "bf16"))
