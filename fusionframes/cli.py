@@ -153,6 +153,32 @@ def _train(args):
         raise SystemExit(130)
 
 
+def _eval_alignment(args):
+    import numpy as np
+    import torch
+
+    from .evaluation import evaluate_alignment, evaluate_renders
+
+    if args.renders:
+        report = evaluate_renders(fps=args.fps, markdown=args.markdown)
+    else:
+        from .pipeline import FusionFramesPipeline
+
+        model = Path(args.model) if args.model else DEFAULT_MODEL
+        if args.model is None and not model.is_dir():
+            raise FusionFramesError("no default model is installed yet; pass --model DIR (or --renders)")
+        pipe = FusionFramesPipeline.from_pretrained(model, device=_device(args.device))
+        pipe.progress = False
+
+        def generate(prompt):
+            frames = pipe(prompt, fps=args.fps, output_type="np", generator=torch.Generator().manual_seed(args.seed))
+            return (frames.frames[0] * 255).round().astype(np.uint8)
+
+        report = evaluate_alignment(generate, fps=args.fps, markdown=args.markdown)
+    summary = {"accuracy": report["accuracy"], "targets": report["targets"]}
+    print(json.dumps(report if args.json else summary, indent=None if args.json else 1))
+
+
 def _add_generation_options(p):
     p.add_argument("-o", "--output", default="outputs/video.mp4", help="the .mp4 to write")
     p.add_argument("--seed", type=int, help="random seed (default: a random one, reported and stored)")
@@ -205,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("eval", help="measure a model (alignment: the procedural domain's held-out prompt set)")
+    p.add_argument("metric", choices=["alignment"])
+    p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
+    p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
+    p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--markdown", help="also write the report as a markdown table here")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(run=_eval_alignment)
 
     p = sub.add_parser("demo", help="the whole pipeline with tiny *random* weights (until the default model ships)")
     p.add_argument("prompt", nargs="?", default="a red ball moving to the right")

@@ -48,3 +48,12 @@ def test_demo_writes_a_playable_video_with_metadata(tmp_path, capsys):
     assert stored["prompt"] == "a green star moving up" and stored["seed"] == 0 and stored["fps"] == "medium"
     assert len(list((tmp_path / "frames").iterdir())) == 13 and (tmp_path / "demo.gif").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.gif", "demo.mp4", "frames"]
+
+
+def test_eval_alignment_on_renders_meets_every_target(tmp_path, capsys):
+    assert main(["eval", "alignment", "--renders", "--fps", "low", "--markdown", str(tmp_path / "report.md")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["accuracy"]["color"] == 1.0 and summary["accuracy"]["motion"] == 1.0
+    assert "| group |" in (tmp_path / "report.md").read_text()
+    assert main(["eval", "alignment"]) == 2
+    assert "no default model is installed yet" in capsys.readouterr().err

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import FusionFramesError
+from .sampling import SOURCE_FPS, check_positive_int, check_sampling
 
 # ---------------------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -527,7 +528,6 @@ def mentions(text: str, phrases: Sequence[str]) -> bool:
 # Dataset
 # ---------------------------------------------------------------------------------------------------------------
 
-SOURCE_FPS = 24  # skip-frame s means frames s/24 s apart, as in the paper's 24 FPS footage
 
 
 class ProceduralVideos(Dataset):
@@ -546,30 +546,9 @@ class ProceduralVideos(Dataset):
     def __init__(self, length: int = 100_000, size: int = 128, num_frames: int = 16, fps: Optional[float] = None,
                  skip_frames: Union[None, int, Sequence[int]] = None, held_out: bool = False, seed: int = 0,
                  unseen_captions: bool = False, rotation: bool = False):
-        def positive_int(name, value):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise FusionFramesError(f"{name} must be a positive integer, got {value!r}")
-            return int(value)
-
-        self.length = positive_int("length", length)
-        self.size = positive_int("size", size)
-        self.num_frames = positive_int("num_frames", num_frames)
-        if fps is not None and skip_frames is not None:
-            raise FusionFramesError("give either fps or skip_frames, not both")
-        if skip_frames is not None:
-            choices = (skip_frames,) if isinstance(skip_frames, (int, np.integer)) else tuple(skip_frames)
-            if not choices:
-                raise FusionFramesError("skip_frames must name at least one skip")
-            self.skip_frames: Optional[Tuple[int, ...]] = tuple(positive_int("skip_frames", s) for s in choices)
-            self.fps = None
-        else:
-            fps = 2.0 if fps is None else fps
-            if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
-                raise FusionFramesError(f"fps must be a positive number, got {fps!r}")
-            self.fps, self.skip_frames = float(fps), None
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise FusionFramesError(f"seed must be a non-negative integer, got {seed!r}")
-        self.seed = int(seed)
+        self.length = check_positive_int("length", length)
+        self.size, self.num_frames, self.fps, self.skip_frames, self.seed = check_sampling(
+            size, num_frames, fps, skip_frames, seed)
         self.held_out, self.unseen_captions, self.rotation = bool(held_out), bool(unseen_captions), bool(rotation)
 
     def __len__(self) -> int:

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..errors import FusionFramesError
-from .procedural import SOURCE_FPS
+from .sampling import SOURCE_FPS, check_sampling
 
 VIDEO_EXTENSIONS: Tuple[str, ...] = (".mp4", ".mov", ".webm", ".mkv", ".avi")
 CSV_EXTENSIONS: Tuple[str, ...] = (".csv",)
@@ -108,12 +108,6 @@ def probe(path: Union[str, Path]) -> Tuple[float, float, float]:
     """``(span, fps, start_time)`` of ``path``'s first video stream (see :func:`probe_container`)."""
     with open_video(path) as container:
         return probe_container(container)
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise FusionFramesError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _read_index(source: Path) -> Tuple[List[Tuple[str, Optional[str]]], List[Tuple[str, str]]]:
@@ -192,30 +186,6 @@ def _summary(skipped: Sequence[Tuple[str, str]], shown: int = SHOWN) -> str:
 
 
 # -- sampling and decoding, shared with the tar-shard source (:mod:`fusionframes.data.shards`) ---------------------
-
-
-def check_sampling(size, num_frames, fps, skip_frames, seed) -> Tuple[int, int, Optional[float],
-                                                                      Optional[Tuple[int, ...]], int]:
-    """Validated ``(size, num_frames, fps, skip_frames, seed)``: ``fps`` defaults to 2 and is None in skip mode;
-    ``skip_frames`` (an int or a sequence) becomes a tuple, or None."""
-    size = _check_positive_int("size", size)
-    num_frames = _check_positive_int("num_frames", num_frames)
-    if fps is not None and skip_frames is not None:
-        raise FusionFramesError("give either fps or skip_frames, not both")
-    if skip_frames is not None:
-        choices = (skip_frames,) if isinstance(skip_frames, (int, np.integer)) else tuple(skip_frames)
-        if not choices:
-            raise FusionFramesError("skip_frames must name at least one skip")
-        skips: Optional[Tuple[int, ...]] = tuple(_check_positive_int("skip_frames", s) for s in choices)
-        fps = None
-    else:
-        fps = 2.0 if fps is None else fps
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (math.isfinite(fps) and fps > 0):
-            raise FusionFramesError(f"fps must be a positive number, got {fps!r}")
-        fps, skips = float(fps), None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise FusionFramesError(f"seed must be a non-negative integer, got {seed!r}")
-    return size, num_frames, fps, skips, int(seed)
 
 
 def clip_duration(num_frames: int, fps: Optional[float], skip_frames: Optional[Sequence[int]],

@@ -153,6 +153,16 @@ class Task(nn.Module):
         return diffusion_loss(prediction, x0, noise, t, self.schedule, self.prediction_type)
 
 
+def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0):
+    """Latents of ``shape`` for the captions, with KV 1.0's sampler and guidance against the null embedding."""
+    context, mask = task.text(captions, 0.0, generator)
+    null, null_mask = task.text(captions, 1.0, generator)
+    denoise = guided(lambda x, t, c, m: task.unet(x, t, c, m), weight, {"c": context, "m": mask},
+                     {"c": null, "m": null_mask})
+    noise = torch.randn(shape, generator=generator).to(context.device)
+    return sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
+
+
 class T2ITask(Task):
     """The Kandinsky 3.0-style text-to-image U-Net on single frames; ε-loss; caption dropout."""
 
@@ -169,16 +179,10 @@ class T2ITask(Task):
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
 
     @torch.no_grad()
-    def sample(self, batch, generator, steps: int = 25, weight: float = 3.0):
-        """The batch's captions as images (one frame, side by side), KV 1.0 sampler with guidance."""
-        context, mask = self.text(batch["caption"], 0.0, generator)
-        null, null_mask = self.text(batch["caption"], 1.0, generator)
-        denoise = guided(lambda x, t, c, m: self.unet(x, t, c, m), weight, {"c": context, "m": mask},
-                         {"c": null, "m": null_mask})
-        b, (h, w) = len(batch["caption"]), self.latents({**batch, "frames": batch["frames"][:, :, 0]}).shape[-2:]
-        noise = torch.randn((b, self.unet.config.out_channels, h, w), generator=generator).to(context.device)
-        x = sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
-        return self.decode(x[:, :, None]), 1
+    def sample(self, batch, generator):
+        """The batch's captions as images (one frame each, side by side)."""
+        shape = self.latents({**batch, "frames": batch["frames"][:, :, 0]}).shape
+        return self.decode(generate_from_captions(self, batch["caption"], shape, generator)[:, :, None]), 1
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "unet")
@@ -210,16 +214,9 @@ class KeyframesTask(Task):
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
 
     @torch.no_grad()
-    def sample(self, batch, generator, steps: int = 25, weight: float = 3.0):
+    def sample(self, batch, generator):
         """Keyframe videos for the batch's captions, side by side, at 2 FPS."""
-        context, mask = self.text(batch["caption"], 0.0, generator)
-        null, null_mask = self.text(batch["caption"], 1.0, generator)
-        denoise = guided(lambda x, t, c, m: self.unet(x, t, c, m), weight, {"c": context, "m": mask},
-                         {"c": null, "m": null_mask})
-        shape = self.latents(batch).shape
-        noise = torch.randn(shape, generator=generator).to(context.device)
-        x = sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
-        return self.decode(x), 2
+        return self.decode(generate_from_captions(self, batch["caption"], self.latents(batch).shape, generator)), 2
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "keyframe_unet")

@@ -1,0 +1,19 @@
+"""Measuring a text-to-video model: ``alignment`` reads procedural-style videos' labels from their pixels and scores
+a generator on the held-out prompt set of ``prompts`` (shipped as ``prompts.jsonl``)."""
+
+from .alignment import (ATTRIBUTES, FPS_LEVELS, GROUPS, TARGETS, classify_color, classify_shape, degrade,
+                        evaluate_alignment, evaluate_renders, format_markdown, read_video_labels, render_times)
+
+_PROMPTS = ("PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of")
+
+
+def __getattr__(name):  # the prompts module loads on first use (so ``python -m ...prompts`` runs it cleanly)
+    if name in _PROMPTS:
+        from . import prompts
+        return getattr(prompts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["ATTRIBUTES", "FPS_LEVELS", "GROUPS", "TARGETS", "classify_color", "classify_shape", "degrade",
+           "evaluate_alignment", "evaluate_renders", "format_markdown", "read_video_labels", "render_times",
+           "PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of"]
