@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-MANIFESTS = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[1] / "tests" / "reference" / "manifests"
 FILES = {"keyframe-unet": "kv1_keyframe_unet.tsv", "interpolation-unet": "kv1_interpolation_unet.tsv"}
 
 

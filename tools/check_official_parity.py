@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fusionframes.convert.official import official_state_to_model, official_to_ours
+from fusionframes.convert.official import OFFICIAL_VIDEO_DECODER_KWARGS, official_state_to_model, official_to_ours
 from fusionframes.models import Kandinsky3UNet
 from fusionframes.models.movq import VIDEO_DECODERS, MoVQ
 
@@ -47,15 +47,6 @@ def relative_error(ours, official):
     return ((ours - official).norm() / official.norm()).item()
 
 
-OFFICIAL_VIDEO_KWARGS = {
-    "conv3x1x1": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0)),
-    "conv3x3x3": dict(temporal=True),
-    "conv3x1x1-attn": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0),
-                           temporal_attention_block=True),
-    "conv3x3x3-attn": dict(temporal=True, temporal_attention_block=True),
-    "resblock-attn": dict(temporal_blocks=True, temporal_attention_block=True),
-    "3d-conv": dict(build_3D_decoder=True),
-}
 MOVQ_CONFIGS = {
     "movq-a": dict(double_z=False, z_channels=4, resolution=32, in_channels=3, out_ch=3, ch=64, ch_mult=[1, 2],
                    num_res_blocks=1, attn_resolutions=[16], dropout=0.0),
@@ -101,7 +92,7 @@ def check_movq(root: Path) -> float:
         frames = 5
         latents = torch.randn(1, config["z_channels"], frames, *z.shape[-2:])
         for variant in VIDEO_DECODERS:
-            official = official_movq.MoVQ({**config, **OFFICIAL_VIDEO_KWARGS[variant]})
+            official = official_movq.MoVQ({**config, **OFFICIAL_VIDEO_DECODER_KWARGS[variant]})
             randomise(official, 5)
             ours = MoVQ(**ours_config, video_decoder=variant, spatial_attention_zq="first-frame")
             ours.load_state_dict(official.state_dict())

@@ -68,7 +68,7 @@ def default_official_config(component: str) -> dict:
     if component in MOVQ_COMPONENTS:
         config = {**KV1_MOVQ, "double_z": False}
         if component == "video-movq":  # KV 1.1 ships the paper's production decoder: 3×3×3 convs + attention
-            config.update(temporal=True, temporal_attention_block=True)
+            config.update(OFFICIAL_VIDEO_DECODER_KWARGS["conv3x3x3-attn"])
         return config
     config = dict(KANDINSKY3)
     if component == "interpolation-unet":
@@ -83,6 +83,18 @@ _MOVQ_FIXED = {"double_z": False, "resamp_with_conv": True, "give_pre_end": Fals
                "temporal_mid_blocks": True, "flicker_augmentation": False}
 _MOVQ_VIDEO_FLAGS = {"temporal", "temporal_kernel_size", "temporal_conv_padding", "temporal_attention_block",
                      "temporal_blocks", "build_3D_decoder"}
+
+
+# The official generator kwargs that select each video decoder of the paper (merged into the image config).
+OFFICIAL_VIDEO_DECODER_KWARGS = {
+    "conv3x1x1": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0)),
+    "conv3x3x3": dict(temporal=True),
+    "conv3x1x1-attn": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0),
+                           temporal_attention_block=True),
+    "conv3x3x3-attn": dict(temporal=True, temporal_attention_block=True),
+    "resblock-attn": dict(temporal_blocks=True, temporal_attention_block=True),
+    "3d-conv": dict(build_3D_decoder=True),
+}
 
 
 def _video_decoder(official: dict) -> Optional[str]:

@@ -7,23 +7,14 @@ import pytest
 import torch
 
 from fusionframes import FusionFramesError
-from fusionframes.convert.official import (convert_official, default_official_config, load_official, model_config,
-                                           official_state_to_model)
+from fusionframes.convert.official import (OFFICIAL_VIDEO_DECODER_KWARGS, convert_official, default_official_config,
+                                           load_official, model_config, official_state_to_model)
 from fusionframes.models.movq import VIDEO_DECODERS, MoVQ
 from fusionframes.models.presets import KV1_MOVQ, count_parameters
 from tests.conftest import assert_same_output, assert_same_weights, config_dict, randn, randomize
 
-MANIFESTS = Path("/work/shared/reference/manifests")
-# The official generator kwargs that select each video decoder (merged into the image generator config).
-OFFICIAL_VIDEO_KWARGS = {
-    "conv3x1x1": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0)),
-    "conv3x3x3": dict(temporal=True),
-    "conv3x1x1-attn": dict(temporal=True, temporal_kernel_size=(3, 1, 1), temporal_conv_padding=(1, 0, 0),
-                           temporal_attention_block=True),
-    "conv3x3x3-attn": dict(temporal=True, temporal_attention_block=True),
-    "resblock-attn": dict(temporal_blocks=True, temporal_attention_block=True),
-    "3d-conv": dict(build_3D_decoder=True),
-}
+# Every key and shape of the official checkpoints (copied from the project's reference material).
+MANIFESTS = Path(__file__).resolve().parents[1] / "reference" / "manifests"
 # Decoder parameter counts of the official modules (the paper's Table 3 column), and the encoder side.
 DECODER_COUNTS = {"conv3x1x1": 203_210_271, "conv3x3x3": 539_803_167, "conv3x1x1-attn": 220_053_023,
                   "conv3x3x3-attn": 556_645_919, "resblock-attn": 220_268_035, "3d-conv": 419_461_123}
@@ -34,7 +25,6 @@ OFFICIAL_TINY = dict(double_z=False, z_channels=4, resolution=16, in_channels=3,
                      num_res_blocks=1, attn_resolutions=[8], dropout=0.0)
 OURS_TINY = {k: v for k, v in OFFICIAL_TINY.items() if k != "double_z"}
 
-pytestmark = pytest.mark.skipif(not MANIFESTS.is_dir(), reason="reference manifests not available")
 
 
 def read_manifest(name) -> dict:
@@ -82,7 +72,7 @@ def test_full_size_image_movq_loads_strictly():
 @pytest.mark.parametrize("variant", list(VIDEO_DECODERS))
 def test_full_size_video_movq_loads_strictly(variant):
     manifest = video_movq_manifest(variant)
-    config = {**default_official_config("movq"), **OFFICIAL_VIDEO_KWARGS[variant]}
+    config = {**default_official_config("movq"), **OFFICIAL_VIDEO_DECODER_KWARGS[variant]}
     model, extras = official_state_to_model("video-movq", meta_state(manifest), config)
     assert extras == {}
     assert model.config.video_decoder == variant
@@ -103,13 +93,13 @@ def test_default_official_configs():
     assert model_config("video-movq", None) == {**KV1_MOVQ, "video_decoder": "conv3x3x3-attn",
                                                 "spatial_attention_zq": "first-frame"}
     assert default_official_config("video-movq") == {**default_official_config("movq"),
-                                                     **OFFICIAL_VIDEO_KWARGS["conv3x3x3-attn"]}
+                                                     **OFFICIAL_VIDEO_DECODER_KWARGS["conv3x3x3-attn"]}
     model, _ = official_state_to_model("video-movq", meta_state(video_movq_manifest("conv3x3x3-attn")))
     assert model.config.video_decoder == "conv3x3x3-attn"
 
 
 def test_explicit_default_flags_are_accepted():
-    config = {**OFFICIAL_TINY, **OFFICIAL_VIDEO_KWARGS["conv3x1x1"], "resamp_with_conv": True,
+    config = {**OFFICIAL_TINY, **OFFICIAL_VIDEO_DECODER_KWARGS["conv3x1x1"], "resamp_with_conv": True,
               "give_pre_end": False, "add_conv": False, "temporal_mid_blocks": True, "flicker_augmentation": False,
               "temporal_attention_block": False, "temporal_blocks": False, "build_3D_decoder": False}
     assert model_config("video-movq", config)["video_decoder"] == "conv3x1x1"
@@ -146,7 +136,7 @@ def test_image_movq_load_official_round_trip(tmp_path):
 @pytest.mark.parametrize("variant", ["conv3x1x1-attn", "3d-conv"])
 def test_video_movq_load_official_round_trip(tmp_path, variant):
     model, path = tiny_official_file(tmp_path, variant, seed=1)
-    loaded = load_official("video-movq", path, config={**OFFICIAL_TINY, **OFFICIAL_VIDEO_KWARGS[variant]})
+    loaded = load_official("video-movq", path, config={**OFFICIAL_TINY, **OFFICIAL_VIDEO_DECODER_KWARGS[variant]})
     assert loaded.config.video_decoder == variant and loaded.config.spatial_attention_zq == "first-frame"
     assert_same_weights(loaded, model)
     for actual, expected in zip(_outputs(loaded.eval()), _outputs(model)):
@@ -156,7 +146,7 @@ def test_video_movq_load_official_round_trip(tmp_path, variant):
 def test_video_movq_convert_official_round_trip(tmp_path):
     model, path = tiny_official_file(tmp_path, "conv3x3x3-attn", seed=2)
     out = tmp_path / "converted"
-    config = {**OFFICIAL_TINY, **OFFICIAL_VIDEO_KWARGS["conv3x3x3-attn"]}
+    config = {**OFFICIAL_TINY, **OFFICIAL_VIDEO_DECODER_KWARGS["conv3x3x3-attn"]}
     assert convert_official("video-movq", path, out, config=config) == out
     assert (out / "config.json").is_file() and list(out.glob("*.safetensors"))
     loaded = MoVQ.from_pretrained(out).eval()
@@ -202,7 +192,7 @@ def test_flags_that_select_no_paper_decoder(flags):
                                         ("resamp_with_conv", False), ("temporal_mid_blocks", False)])
 def test_unsupported_fixed_kwargs(key, value):
     component = "video-movq" if key in ("flicker_augmentation", "temporal_mid_blocks") else "movq"
-    config = {**OFFICIAL_TINY, **(OFFICIAL_VIDEO_KWARGS["conv3x3x3"] if component == "video-movq" else {}),
+    config = {**OFFICIAL_TINY, **(OFFICIAL_VIDEO_DECODER_KWARGS["conv3x3x3"] if component == "video-movq" else {}),
               key: value}
     message = _error(model_config, component, config)
     assert f"official MoVQ config {key}={value!r} is not supported" in message
@@ -216,7 +206,7 @@ def test_unknown_config_key():
 def test_image_flags_for_video_movq_and_video_flags_for_movq():
     message = _error(model_config, "video-movq", OFFICIAL_TINY)
     assert "describe an image decoder, not a video-movq" in message
-    message = _error(model_config, "movq", {**OFFICIAL_TINY, **OFFICIAL_VIDEO_KWARGS["resblock-attn"]})
+    message = _error(model_config, "movq", {**OFFICIAL_TINY, **OFFICIAL_VIDEO_DECODER_KWARGS["resblock-attn"]})
     assert "describe resblock-attn, not a movq" in message
     # the default image config given to video-movq, as a user converting video_movq.pt might
     assert "not a video-movq" in _error(official_state_to_model, "video-movq", {}, default_official_config("movq"))
@@ -250,7 +240,7 @@ def test_misshaped_key_is_named(tmp_path):
     state = torch.load(path, weights_only=True)
     state["decoder.mid.block_1.temporal_projection1.weight"] = torch.zeros(64, 64, 3, 3, 3)
     torch.save(state, path)
-    message = _error(load_official, "video-movq", path, {**OFFICIAL_TINY, **OFFICIAL_VIDEO_KWARGS["conv3x1x1"]})
+    message = _error(load_official, "video-movq", path, {**OFFICIAL_TINY, **OFFICIAL_VIDEO_DECODER_KWARGS["conv3x1x1"]})
     assert ("mis-shaped keys: decoder.mid.block_1.temporal_projection1.weight (64, 64, 3, 3, 3) "
             "(expected (64, 64, 3, 1, 1))") in message
     assert "missing" not in message and "unexpected" not in message
