@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 PROMPT ?= a red ball moving to the right
 
-.PHONY: install test demo clean
+.PHONY: install test demo train-default clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,11 @@ test: install
 demo: install
 	mkdir -p outputs
 	$(BIN)/fusionframes demo "$(PROMPT)" -o outputs/demo.mp4
+
+# Reproduce the embedded default model from scratch (resumable: run it again after an interruption).
+train-default: install
+	$(BIN)/fusionframes train-recipe configs/default --output fusionframes/default_model \
+		--settings '{"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32}'
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

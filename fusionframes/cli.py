@@ -153,6 +153,25 @@ def _train(args):
         raise SystemExit(130)
 
 
+def _train_recipe(args):
+    from .training.recipe import assemble_pipeline, run_recipe
+
+    try:
+        settings = json.loads(args.settings)
+    except json.JSONDecodeError as error:
+        raise FusionFramesError(f"--settings is not a JSON object: {error}") from None
+    outputs = run_recipe(args.recipe)
+    for needed in ("keyframes", "interpolation"):
+        if needed not in outputs:
+            raise FusionFramesError(f"the recipe {args.recipe} has no {needed} stage")
+    movq = outputs.get("video-decoder", outputs.get("movq"))
+    if movq is None:
+        raise FusionFramesError(f"the recipe {args.recipe} has no movq or video-decoder stage")
+    path = assemble_pipeline(args.output, outputs["keyframes"], outputs["interpolation"], Path(movq) / "movq",
+                             **settings)
+    print(f"wrote {path}")
+
+
 def _eval_alignment(args):
     import numpy as np
     import torch
@@ -231,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("train-recipe", help="run a folder of stage configs in order, then assemble the pipeline")
+    p.add_argument("recipe", help="folder of stage configs, e.g. configs/default")
+    p.add_argument("--output", required=True, help="pipeline folder to write")
+    p.add_argument("--settings", default="{}", help="pipeline defaults as JSON (num_keyframes, height, …)")
+    p.set_defaults(run=_train_recipe)
 
     p = sub.add_parser("eval", help="measure a model (alignment: the procedural domain's held-out prompt set)")
     p.add_argument("metric", choices=["alignment"])

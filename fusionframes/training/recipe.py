@@ -1,0 +1,56 @@
+"""A recipe: a folder of stage configs run in name order (each resumed if it was interrupted, skipped if done),
+then the stage outputs assembled into one pipeline folder. ``make train-default`` is this on configs/default."""
+
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import FusionFramesError
+from ..pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
+from ..video_io import staged_folder
+from .config import load_config
+from .loop import CHECKPOINT, train
+
+
+def run_recipe(folder, progress: bool = True) -> dict:
+    """Train every stage of the recipe; returns {stage: final output folder}."""
+    paths = sorted(Path(folder).glob("*.yaml"))
+    if not paths:
+        raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
+    outputs = {}
+    for path in paths:
+        config = load_config(path)
+        final = Path(config.output_dir) / "final"
+        if final.is_dir() and any(final.iterdir()):
+            print(f"{config.stage}: done before, {final}")
+        else:
+            resume = (Path(config.output_dir) / CHECKPOINT / "trainer_state.json").is_file()
+            result = train(config, resume=resume, progress=progress)
+            if result["status"] != "finished":
+                raise FusionFramesError(f"{config.stage}: {result['status']}")
+        outputs[config.stage] = final
+    return outputs
+
+
+def assemble_pipeline(out_dir, keyframes, interpolation, movq, text_encoder: str = PACKAGED_TEXT_ENCODER,
+                      **settings) -> Path:
+    """A pipeline folder from stage outputs: ``keyframes`` and ``interpolation`` are the stages' ``final``
+    folders, ``movq`` a MoVQ folder (the video decoder's, usually). Written atomically."""
+    unknown = set(settings) - set(KV1_DEFAULTS)
+    if unknown:
+        raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
+    parts = {"keyframe_unet": Path(keyframes) / "keyframe_unet",
+             "interpolation_unet": Path(interpolation) / "interpolation_unet", "movq": Path(movq)}
+    missing = [str(p) for p in parts.values() if not (p / "config.json").is_file()]
+    if missing:
+        raise FusionFramesError(f"cannot assemble a pipeline; missing {', '.join(missing)}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        shutil.rmtree(out_dir)  # a recipe's output is regenerated whole
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with staged_folder(out_dir) as staging:
+        for name, source in parts.items():
+            shutil.copytree(source, staging / name)
+        (staging / "pipeline.json").write_text(json.dumps({"text_encoder": text_encoder, **settings}, indent=1)
+                                               + "\n")
+    return out_dir
