@@ -419,6 +419,12 @@ class MoVQ(ModelMixin, ConfigMixin):
                     names += [f"decoder.{name}.{c}.{p}" for c in ("conv1", "conv2") for p in ("weight", "bias")]
         return sorted(set(names))
 
+    def unused_parameter_names(self) -> set:
+        """Parameters no forward pass reads: the latent-conditioning convs of the temporal attention norms (KV 1.1
+        calls them without the latent). They stay frozen, so data-parallel training sees every trained one used."""
+        return {f"decoder.{name}.norm.{conv}.{p}" for name, module in self.decoder.named_modules()
+                if isinstance(module, TemporalAttnBlock) for conv in ("conv_y", "conv_b") for p in ("weight", "bias")}
+
     def set_trainable(self, part: str) -> int:
         """``"temporal"`` (new video-decoder parts only) or ``"decoder"`` (the whole decoder and post-quant conv);
         the encoder stays frozen either way. Returns the number of trainable parameters."""
@@ -428,6 +434,7 @@ class MoVQ(ModelMixin, ConfigMixin):
             chosen = {n for n, _ in self.named_parameters() if n.startswith(("decoder.", "post_quant_conv."))}
         else:
             raise FusionFramesError(f"trainable part must be 'temporal' or 'decoder', got {part!r}")
+        chosen -= self.unused_parameter_names()
         for name, param in self.named_parameters():
             param.requires_grad_(name in chosen)
         return sum(p.numel() for n, p in self.named_parameters() if n in chosen)

@@ -88,13 +88,13 @@ class TextConditioning(nn.Module):
         length = int(mask.sum(1).max()) + 1
         context, mask = context[:, :length], mask[:, :length]
         drop = torch.rand(len(captions), generator=generator) < dropout
-        if drop.any():
-            null = torch.zeros_like(context[0])
-            null[0] = self.null_embedding
-            null_mask = torch.zeros_like(mask[0])
-            null_mask[0] = True
-            context = torch.where(drop[:, None, None].to(context.device), null, context)
-            mask = torch.where(drop[:, None].to(mask.device), null_mask, mask)
+        # Built on every step, dropped or not, so the null embedding is always in the graph (DDP requires it).
+        null = torch.zeros_like(context[0])
+        null[0] = self.null_embedding
+        null_mask = torch.zeros_like(mask[0])
+        null_mask[0] = True
+        context = torch.where(drop[:, None, None].to(context.device), null, context)
+        mask = torch.where(drop[:, None].to(mask.device), null_mask, mask)
         return context, mask
 
     def save(self, folder: Path):
@@ -353,9 +353,11 @@ class MoVQTask(Task):
         images = batch["frames"][:, :, 0]
         reconstruction, codebook_loss = self.autoencoder(images)
         loss = self.reconstruction_loss(reconstruction, images) + codebook_loss
-        if self.discriminator is not None and batch["step"] >= self.config.model.discriminator_start:
+        if self.discriminator is not None:
+            # Computed from the first step (a zero weight before the start) so DDP sees every parameter used.
+            on = float(batch["step"] >= self.config.model.discriminator_start)
             generator_loss, discriminator_loss = adversarial_losses(self.discriminator, images, reconstruction)
-            loss = loss + self.config.model.discriminator_weight * generator_loss + discriminator_loss
+            loss = loss + on * (self.config.model.discriminator_weight * generator_loss + discriminator_loss)
         return loss
 
     @torch.no_grad()

@@ -321,7 +321,10 @@ def test_chunked_temporal_attention_decoder_error_shrinks_with_overlap():
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_set_trainable_temporal(variant):
     model = tiny(variant)
-    names = set(model.temporal_parameter_names())
+    # trained: the new parameters but those no forward pass reads (temporal attention's latent convs)
+    names = set(model.temporal_parameter_names()) - model.unused_parameter_names()
+    assert model.unused_parameter_names() <= set(model.temporal_parameter_names())
+    assert bool(model.unused_parameter_names()) == variant.endswith("attn")
     count = model.set_trainable("temporal")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == names
@@ -357,13 +360,14 @@ def test_set_trainable_decoder(variant):
     model = tiny(variant, codebook_size=16)
     count = model.set_trainable("decoder")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    expected = {n for n, _ in model.named_parameters() if n.startswith(("decoder.", "post_quant_conv."))}
+    unused = model.unused_parameter_names()
+    expected = {n for n, _ in model.named_parameters() if n.startswith(("decoder.", "post_quant_conv."))} - unused
     assert trainable == expected
     assert "post_quant_conv.weight" in trainable and "quant_conv.weight" not in trainable
-    assert count == sum(p.numel() for p in model.decoder.parameters()) + \
-        sum(p.numel() for p in model.post_quant_conv.parameters())
+    assert count == sum(p.numel() for n, p in model.named_parameters() if n in expected)
     model.set_trainable("temporal")  # switching back and forth leaves no stale flags
-    assert {n for n, p in model.named_parameters() if p.requires_grad} == set(model.temporal_parameter_names())
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == set(model.temporal_parameter_names()) - unused
 
 
 # ---------------------------------------------------------------- training forward and codebook
