@@ -160,6 +160,8 @@ def _train_recipe(args):
         settings = json.loads(args.settings)
     except json.JSONDecodeError as error:
         raise FusionFramesError(f"--settings is not a JSON object: {error}") from None
+    if not isinstance(settings, dict):
+        raise FusionFramesError("--settings must be a JSON object of pipeline defaults")
     outputs = run_recipe(args.recipe)
     for needed in ("keyframes", "interpolation"):
         if needed not in outputs:
@@ -178,6 +180,8 @@ def _eval_alignment(args):
 
     from .evaluation import evaluate_alignment, evaluate_renders
 
+    if args.markdown and not Path(args.markdown).parent.is_dir():
+        raise FusionFramesError(f"the folder of --markdown {args.markdown} does not exist")
     if args.renders:
         report = evaluate_renders(fps=args.fps, markdown=args.markdown)
     else:

@@ -26,7 +26,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    unet: dict = field(default_factory=dict)  # Kandinsky3UNet kwargs (t2i) or overrides
+    unet: dict = field(default_factory=dict)  # Kandinsky3UNet kwargs (t2i stage)
     movq: dict = field(default_factory=dict)  # MoVQ kwargs (movq stage)
     temporal_variant: str = "conv1d-attn1d-blocks"
     video_decoder: str = "conv3x3x3-attn"
@@ -132,6 +132,18 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     config = _build(RunConfig, values, "")
     if config.stage not in STAGES:
         raise FusionFramesError(f"unknown stage {config.stage!r}; choose one of {', '.join(STAGES)}")
+    t = config.train
+    for name in ("steps", "batch_size", "grad_accumulation", "log_every", "checkpoint_every", "sample_size"):
+        if getattr(t, name) < 1:
+            raise FusionFramesError(f"train.{name} must be at least 1, got {getattr(t, name)}")
+    for name in ("sample_every", "warmup_steps"):
+        if getattr(t, name) < 0:
+            raise FusionFramesError(f"train.{name} must be ≥ 0, got {getattr(t, name)}")
+    for name in ("caption_dropout", "unconditional"):
+        if not 0 <= getattr(t, name) <= 1:
+            raise FusionFramesError(f"train.{name} is a rate in [0, 1], got {getattr(t, name)}")
+    if not 0 <= t.max_perturbation < 1000:
+        raise FusionFramesError(f"train.max_perturbation must lie in [0, 999] (timesteps), got {t.max_perturbation}")
     if config.train.mixed_precision not in ("no", "bf16", "fp16"):
         raise FusionFramesError(f"train.mixed_precision must be no, bf16 or fp16, got {config.train.mixed_precision!r}")
     if config.stage in ("keyframes", "interpolation", "masked-interpolation", "video-decoder") \

@@ -23,6 +23,12 @@ def make_dataset(config: RunConfig):
         source, common = VideoClips, dict(source=d.path, size=d.size, seed=d.seed)
     else:
         raise FusionFramesError(f"unknown data.source {d.source!r}; choose procedural, videos or shards")
+    dataset = _build(source, stage, d, common)
+    dataset.cache_refused = d.source == "shards" and d.cache_dir is not None
+    return dataset
+
+
+def _build(source, stage, d, common):
     if stage in ("t2i", "movq"):
         return source(num_frames=1, **common)
     if stage in ("interpolation", "masked-interpolation"):

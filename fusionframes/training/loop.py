@@ -21,7 +21,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
-from ..video_io import write_video
+from ..video_io import staged_folder, write_video
 from .config import RunConfig, config_dict
 from .data import make_dataset
 from .plot import plot_loss
@@ -62,6 +62,8 @@ class Batches:
         rank, world = accelerator.process_index, accelerator.num_processes
         self.streaming = not hasattr(dataset, "__getitem__")
         if self.streaming:
+            if getattr(dataset, "cache_refused", False):
+                raise FusionFramesError("data.cache_dir is not supported with shards (a clip is drawn anew each epoch)")
             if positions is not None and len(positions) != world:
                 raise FusionFramesError(f"this run was checkpointed with {len(positions)} processes; a shard stream "
                                         f"resumes only with the same number (got {world})")
@@ -74,7 +76,8 @@ class Batches:
             items = [next(self.stream) for _ in range(self.batch_size)]
             return collate(items, [f"{i['labels']['url']}#{i['labels']['key']}@{i['labels']['start']}" for i in items])
         indices = self.order.indices(micro_step, self.accelerator.process_index)
-        return collate([self.dataset[i] for i in indices], indices)
+        items = [self.dataset[i] for i in indices]
+        return collate(items, [sample_key(item, i) for item, i in zip(items, indices)])
 
     def positions(self):
         """Every process's stream position (None for map-style data: the step is the position)."""
@@ -88,6 +91,15 @@ class Batches:
             return collate(items, [f"preview{i}" for i in range(size)])
         indices = list(range(min(size, len(self.dataset))))
         return collate([self.dataset[i] for i in indices], indices)
+
+
+def sample_key(item: dict, index: int) -> str:
+    """A clip's identity for the encoder cache: its file and clip for video files (indices shift when files are
+    added or fail), its index for the procedural domain (a pure function of seed and index)."""
+    labels = item["labels"]
+    if "path" in labels:
+        return f"{labels['path']}@{labels['start']}/{item.get('skip_frames', 0)}"
+    return str(index)
 
 
 def collate(items: list, indices: list) -> dict:
@@ -111,6 +123,17 @@ def _write_checkpoint(accelerator: Accelerator, folder: Path, state: dict):
         os.replace(staging, folder)
         shutil.rmtree(previous, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def _recover_checkpoint(folder: Path):
+    """A kill between the two renames of :func:`_write_checkpoint` leaves ``.tmp`` (complete) and/or ``.old``:
+    put the newest complete one back in place."""
+    if folder.exists():
+        return
+    for candidate in (folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")):
+        if (candidate / "trainer_state.json").is_file():
+            os.replace(candidate, folder)
+            return
 
 
 class StopRequest:
@@ -150,17 +173,24 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
     t = config.train
     # Several processes without CUDA (torchrun on CPUs): accelerate needs cpu=True to pick the gloo backend.
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # The LR schedule counts optimiser steps (accelerate would otherwise step it once per process).
     accelerator = Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.grad_accumulation,
-                              cpu=multi_cpu)
+                              cpu=multi_cpu, step_scheduler_with_optimizer=False)
     output = Path(config.output_dir)
     checkpoint = output / CHECKPOINT
+    if accelerator.is_main_process:
+        _recover_checkpoint(checkpoint)
+    accelerator.wait_for_everyone()
     if resume and not (checkpoint / "trainer_state.json").is_file():
         raise FusionFramesError(f"--resume: no checkpoint in {checkpoint}")
     if not resume and checkpoint.exists():
         raise FusionFramesError(f"{output} already holds a run; pass --resume to continue it, or choose a new "
                                 f"output_dir")
     set_seed(t.seed)  # the same initialisation in every process
-    task = TASKS[config.stage](config)
+    try:
+        task = TASKS[config.stage](config)
+    except TypeError as error:  # a misspelt model.unet / model.movq key reaches a constructor
+        raise FusionFramesError(f"model configuration does not fit stage {config.stage}: {error}") from None
     if t.gradient_checkpointing:
         models = [m for m in task.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
         if not models:
@@ -184,6 +214,17 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
     if resume:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
+    if resume and (output / "config.json").is_file():
+        # Exact resume needs the same run: only the length and the reporting intervals may change.
+        free = {"steps", "log_every", "checkpoint_every", "sample_every", "sample_size"}
+        saved, now = json.loads((output / "config.json").read_text()), json.loads(json.dumps(config_dict(config)))
+        for section in (saved, now):
+            section["train"] = {k: v for k, v in section["train"].items() if k not in free}
+        if saved != now:
+            changed = [f"{key}.{k}" for key in now if isinstance(now[key], dict)
+                       for k in now[key] if saved.get(key, {}).get(k) != now[key][k]]
+            raise FusionFramesError(f"--resume with a changed config ({', '.join(changed) or 'stage/output'}); only "
+                                    f"train.steps and the logging/sampling intervals may change")
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
@@ -213,12 +254,19 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
                     if accelerator.sync_gradients and t.max_grad_norm:
                         accelerator.clip_grad_norm_(params, t.max_grad_norm)
                     optimizer.step()
-                    schedule.step()
+                    if accelerator.sync_gradients:
+                        schedule.step()
                     optimizer.zero_grad()
             state["step"] += 1
             if ema is not None:
                 ema.step(params)
-            mean_loss = accelerator.gather(loss.detach().float().reshape(1)).mean().item()
+            # Every process learns of a stop signal received by any, so all checkpoint and stop together.
+            shared = accelerator.gather(torch.stack([loss.detach().float(),
+                                                     torch.tensor(float(stop.signal is not None), device=loss.device)]
+                                                    ).reshape(1, 2))
+            mean_loss = shared[:, 0].mean().item()
+            if shared[:, 1].any() and stop.signal is None:
+                stop.signal = "a stop signal on another process"
             if not np.isfinite(mean_loss):
                 raise FusionFramesError(f"the loss became non-finite at step {state['step']}; lower train.lr or "
                                         f"check the data")
@@ -250,12 +298,13 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
             ema.store(params)
             ema.copy_to(params)
         shutil.rmtree(final, ignore_errors=True)
-        trained.save(final)
+        with staged_folder(final) as staging:
+            trained.save(staging)
         if ema is not None:
             ema.restore(params)
         plot_loss(log_path, output / "loss.png")
     # Data-parallel replicas must hold the same weights; checked, not assumed.
-    checksum = torch.stack([p.detach().double().sum() for p in params]).sum().reshape(1).to(accelerator.device)
+    checksum = torch.stack([p.detach().float().sum() for p in params]).sum().reshape(1).to(accelerator.device)
     replicas = accelerator.gather(checksum)
     accelerator.wait_for_everyone()
     return {"step": state["step"], "status": status, "output": str(final), "processes": accelerator.num_processes,

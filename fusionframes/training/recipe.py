@@ -46,7 +46,9 @@ def assemble_pipeline(out_dir, keyframes, interpolation, movq, text_encoder: str
         raise FusionFramesError(f"cannot assemble a pipeline; missing {', '.join(missing)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
-        shutil.rmtree(out_dir)  # a recipe's output is regenerated whole
+        if not (out_dir / "pipeline.json").is_file():
+            raise FusionFramesError(f"{out_dir} is not empty and not a pipeline folder; choose another --output")
+        shutil.rmtree(out_dir)  # a previous assembly: regenerated whole
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with staged_folder(out_dir) as staging:
         for name, source in parts.items():

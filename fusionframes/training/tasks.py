@@ -296,6 +296,8 @@ class MaskedInterpolationTask(InterpolationTask):
         windows = torch.cat([condition[:, :, :1], rearrange(middle, "b c (g k) h w -> (b g) c k h w", k=3),
                              condition[:, :, -1:]], dim=2)
         x_t, noise, t = self.noised(windows, generator)
+        # The known slots carry the (perturbed) keyframes themselves, as at sampling time.
+        x_t = torch.cat([condition[:, :, :1], x_t[:, :, 1:-1], condition[:, :, -1:]], dim=2)
         skip = torch.as_tensor(batch["skip_frames"], device=video.device).repeat_interleave(g)
         prediction = self.unet(x_t, t, condition, known, skip, t_p.repeat_interleave(g))
         unknown = slice(1, -1)

@@ -439,3 +439,29 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     pipe.progress = False
     frames = pipe("a red ball", fps="medium", output_type="np", generator=torch.Generator().manual_seed(0)).frames
     assert frames.shape == (1, 5, 32, 32, 3)
+
+
+@pytest.mark.parametrize("train_values, message", [
+    ({"log_every": 0}, "train.log_every must be at least 1"),
+    ({"steps": 0}, "train.steps must be at least 1"),
+    ({"caption_dropout": 1.5}, "train.caption_dropout is a rate in [0, 1]"),
+    ({"max_perturbation": 1000}, "train.max_perturbation must lie in [0, 999]"),
+])
+def test_numbers_out_of_range_are_config_errors(train_values, message):
+    with pytest.raises(FusionFramesError, match=re.escape(message)):
+        load_config({"stage": "movq", "output_dir": "x", "train": train_values})
+
+
+def test_resume_refuses_a_changed_config_and_recovers_an_interrupted_swap(tmp_path):
+    def run(**train_values):
+        return config("movq", tmp_path / "r", steps=2, model={"movq": MOVQ}, train=train_values)
+
+    train(run(checkpoint_every=1), progress=False)
+    with pytest.raises(FusionFramesError, match=r"changed config \(train.lr\)"):
+        train(run(checkpoint_every=1, lr=0.5), resume=True, progress=False)
+    checkpoint = tmp_path / "r" / "checkpoint"
+    os.replace(checkpoint, checkpoint.with_name("checkpoint.old"))  # killed between the two renames
+    result = train(config("movq", tmp_path / "r", steps=3, model={"movq": MOVQ}), resume=True, progress=False)
+    assert result["step"] == 3 and (checkpoint / "trainer_state.json").is_file()
+    with pytest.raises(FusionFramesError, match="model configuration does not fit stage movq"):
+        train(config("movq", tmp_path / "bad", model={"movq": {"chh": 32}}), progress=False)
