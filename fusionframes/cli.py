@@ -163,12 +163,7 @@ def _train_recipe(args):
     if not isinstance(settings, dict):
         raise FusionFramesError("--settings must be a JSON object of pipeline defaults")
     outputs = run_recipe(args.recipe)
-    for needed in ("keyframes", "interpolation"):
-        if needed not in outputs:
-            raise FusionFramesError(f"the recipe {args.recipe} has no {needed} stage")
     movq = outputs.get("video-decoder", outputs.get("movq"))
-    if movq is None:
-        raise FusionFramesError(f"the recipe {args.recipe} has no movq or video-decoder stage")
     path = assemble_pipeline(args.output, outputs["keyframes"], outputs["interpolation"], Path(movq) / "movq",
                              **settings)
     print(f"wrote {path}")

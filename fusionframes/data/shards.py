@@ -40,7 +40,8 @@ from urllib.request import url2pathname
 import numpy as np
 
 from ..errors import FusionFramesError
-from .video import (SHOWN, VIDEO_EXTENSIONS, _summary, _Unusable, check_sampling, check_span, clip_duration, clip_item,
+from .sampling import check_sampling
+from .video import (SHOWN, VIDEO_EXTENSIONS, _summary, _Unusable, check_span, clip_duration, clip_item,
                     describe_failure, draw_clip, open_video, probe_container, read_clip)
 
 VIDEO_SUFFIXES: Tuple[str, ...] = tuple(e[1:] for e in VIDEO_EXTENSIONS)  # member suffixes, in preference order

@@ -381,9 +381,6 @@ class VideoClips(Dataset):
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-    def _resize_crop(self, image: np.ndarray) -> torch.Tensor:
-        """uint8 (H, W, 3) → float32 (3, size, size) in [0, 255]: shorter side to ``size``, centre crop."""
-        return resize_crop(image, self.size)
 
     def _pick(self, container, stream, video: VideoFile, wanted: np.ndarray, seek: bool) -> Optional[list]:
         """:func:`pick_frames` for ``video`` (the decoding hook: tests wrap it)."""

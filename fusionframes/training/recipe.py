@@ -17,9 +17,16 @@ def run_recipe(folder, progress: bool = True) -> dict:
     paths = sorted(Path(folder).glob("*.yaml"))
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
+    configs = [load_config(path) for path in paths]  # every config checked before any stage trains
+    stages = {config.stage for config in configs}
+    missing = {"keyframes", "interpolation"} - stages
+    if missing or not stages & {"movq", "video-decoder"}:
+        raise FusionFramesError(f"the recipe {folder} needs keyframes, interpolation and a movq or video-decoder "
+                                f"stage; missing {sorted(missing) or ['movq/video-decoder']}")
+    if len({config.train.mixed_precision for config in configs}) > 1:
+        raise FusionFramesError("a recipe runs in one process: give every stage the same train.mixed_precision")
     outputs = {}
-    for path in paths:
-        config = load_config(path)
+    for config in configs:
         final = Path(config.output_dir) / "final"
         if final.is_dir() and any(final.iterdir()):
             print(f"{config.stage}: done before, {final}")
