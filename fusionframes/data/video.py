@@ -381,7 +381,6 @@ class VideoClips(Dataset):
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-
     def _pick(self, container, stream, video: VideoFile, wanted: np.ndarray, seek: bool) -> Optional[list]:
         """:func:`pick_frames` for ``video`` (the decoding hook: tests wrap it)."""
         return pick_frames(container, stream, video.fps, video.start_time, wanted, self.size, seek)
