@@ -25,7 +25,7 @@ from .diffusion import Schedule, guide, guided, sample_ancestral, sample_with_sc
 from .errors import FusionFramesError
 from .models import InterpolationUNet, KeyframeUNet
 from .models.movq import MoVQ, chunk_windows
-from .models.text import TextProjection
+from .models.text import TextProjection, null_context
 
 FPS = {"low": 2, "medium": 8, "high": 30}
 PASSES = {"low": (), "medium": (3,), "high": (3, 1)}  # skip-frame of each interpolation pass (paper §3.2)
@@ -205,12 +205,8 @@ class FusionFramesPipeline:
         return [(c[: int(m.sum()) + 1], m[: int(m.sum()) + 1]) for c, m in zip(context, mask)]
 
     def _unconditional(self, context: torch.Tensor):
-        """KV 1.0's unconditional context: the learned null embedding in slot 0, zeros (masked) after it."""
-        null = torch.zeros_like(context)
-        null[0] = self.null_embedding.to(context)
-        mask = torch.zeros(context.shape[0], dtype=torch.bool, device=context.device)
-        mask[0] = True
-        return null, mask
+        """The unconditional context matching ``context``'s length (KV 1.0 builds it so)."""
+        return null_context(self.null_embedding.to(context), context.shape[0])
 
     @torch.no_grad()
     def generate_keyframes(self, contexts, negative_contexts=None, num_keyframes: int = 15, latent_size=(64, 64),

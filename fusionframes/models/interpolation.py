@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import FusionFramesError
 from .blocks import EmbeddingMLP
 from .temporal import TEMPORAL_VARIANTS
+from .text import null_context
 from .unet import Kandinsky3UNet, UNetSkeleton, as_batch, check_video, repeat_frames, temporal_parameter_names
 
 GROUP_SIZE = 3  # frames predicted between each pair of conditioning frames
@@ -46,12 +47,8 @@ class InterpolationConditioning(UNetSkeleton):
 
         The zero slot matters although it is masked: text pooling averages over every slot.
         """
-        context = torch.zeros(batch_size, 2, self.null_embedding.shape[0], dtype=self.null_embedding.dtype,
-                              device=self.null_embedding.device)
-        context[:, 0] = self.null_embedding
-        mask = torch.zeros(batch_size, 2, dtype=torch.bool, device=context.device)
-        mask[:, 0] = True
-        return context, mask
+        context, mask = null_context(self.null_embedding, 2)
+        return context.expand(batch_size, -1, -1), mask.expand(batch_size, -1)
 
     def conditioning(self, timestep, skip_frames, perturbation_timestep, context, context_mask, batch_size, device):
         """Time embedding (B, D) with text pooling, perturbation merge and skip-frame embedding, and the context."""

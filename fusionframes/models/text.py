@@ -17,3 +17,13 @@ class TextProjection(ModelMixin, ConfigMixin):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.norm(self.linear(hidden_states))
+
+
+def null_context(null_embedding: torch.Tensor, length: int):
+    """KV 1.0's unconditional context of ``length`` slots: the null embedding in slot 0, zeros after it, mask
+    (length,) true only at slot 0. The zero slots matter although masked: text pooling averages over every slot."""
+    context = null_embedding.new_zeros(length, null_embedding.shape[-1])
+    context[0] = null_embedding
+    mask = torch.zeros(length, dtype=torch.bool, device=null_embedding.device)
+    mask[0] = True
+    return context, mask

@@ -19,7 +19,7 @@ from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
 from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
-from ..models.text import TextProjection
+from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
@@ -89,10 +89,8 @@ class TextConditioning(nn.Module):
         context, mask = context[:, :length], mask[:, :length]
         drop = torch.rand(len(captions), generator=generator) < dropout
         # Built on every step, dropped or not, so the null embedding is always in the graph (DDP requires it).
-        null = torch.zeros_like(context[0])
-        null[0] = self.null_embedding
-        null_mask = torch.zeros_like(mask[0])
-        null_mask[0] = True
+        null, null_mask = null_context(self.null_embedding, context.shape[1])
+        null = null.to(context.dtype)
         context = torch.where(drop[:, None, None].to(context.device), null, context)
         mask = torch.where(drop[:, None].to(mask.device), null_mask, mask)
         return context, mask
