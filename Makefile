@@ -21,12 +21,12 @@ test: install
 
 demo: install
 	mkdir -p outputs
-	$(BIN)/fusionframes demo "$(PROMPT)" -o outputs/demo.mp4
+	$(BIN)/fusionframes generate "$(PROMPT)" -o outputs/demo.mp4 --fps high --seed 0
 
 # Reproduce the embedded default model from scratch (resumable: run it again after an interruption).
 train-default: install
 	$(BIN)/fusionframes train-recipe configs/default --output fusionframes/default_model \
-		--settings '{"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32}'
+		--settings '{"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32}' --weights-dtype float16
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,6 +1,23 @@
 """FusionFrames: text-to-video by keyframes, group interpolation and a MoVQ video decoder (arXiv 2311.13073)."""
 
+from pathlib import Path
+
 from .errors import FusionFramesError
 
 __version__ = "0.1.0"
-__all__ = ["FusionFramesError", "__version__"]
+
+# The small model trained by `make train-default` on procedural captioned video; shipped in the package.
+DEFAULT_MODEL = Path(__file__).parent / "default_model"
+
+
+def load_default_pipeline(dtype=None, device=None):
+    """The embedded default model as a :class:`FusionFramesPipeline` (offline: its text encoder is packaged)."""
+    from .pipeline import FusionFramesPipeline
+
+    if not (DEFAULT_MODEL / "pipeline.json").is_file():
+        raise FusionFramesError(f"the default model is missing from {DEFAULT_MODEL}; reinstall fusionframes, or "
+                                f"rebuild it with `make train-default`")
+    return FusionFramesPipeline.from_pretrained(DEFAULT_MODEL, dtype=dtype, device=device)
+
+
+__all__ = ["DEFAULT_MODEL", "FusionFramesError", "load_default_pipeline", "__version__"]

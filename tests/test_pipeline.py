@@ -161,6 +161,19 @@ def test_diffusers_schedulers_swap_in(pipe):
         pipe("a red ball", generator=seeded(0))
 
 
+@pytest.mark.parametrize("name", ["ddim", "dpm++", "euler", "unipc"])
+def test_named_samplers_keep_each_stage_parameterisation(pipe, name):
+    pipe.use_sampler(name)
+    assert pipe.keyframe_scheduler.config.prediction_type == "epsilon"
+    assert pipe.interpolation_scheduler.config.prediction_type == "v_prediction"
+    frames = pipe("a red ball", fps="medium", output_type="pt", generator=seeded(0)).frames
+    assert frames.shape[1] == 9 and torch.isfinite(frames).all()
+    pipe.use_sampler("kv1")
+    assert pipe.keyframe_scheduler is None and pipe.interpolation_scheduler is None
+    with pytest.raises(FusionFramesError, match="unknown sampler 'plms'"):
+        pipe.use_sampler("plms")
+
+
 def test_save_and_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "model")
     loaded = FusionFramesPipeline.from_pretrained(tmp_path / "model")
@@ -253,6 +266,7 @@ def test_generate_cli_with_a_model_folder(pipe, tmp_path, capsys):
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "nope"], "device"),
     (["-o", "/nonexistent-folder/v.mp4"], "the folder /nonexistent-folder does not exist"),
     (["-o", "video.avi"], "-o must name an .mp4 file"),
+    (["--sampler", "heun9"], "unknown sampler 'heun9'; choose kv1, ddim, dpm++, euler, unipc"),
 ])
 def test_generate_cli_bad_input_exits_2(pipe, tmp_path, capsys, args, message):
     pipe.save_pretrained(tmp_path / "model")

@@ -5,6 +5,7 @@ that already includes guidance, and own nothing but the stepping.
 diffusers scheduler (DDIM, DPM-Solver++, Euler, …) on the same networks.
 """
 
+import inspect
 from typing import Callable, Optional
 
 import torch
@@ -85,11 +86,13 @@ def sample_with_scheduler(denoise: Denoise, noise: torch.Tensor, scheduler, num_
     """Any diffusers scheduler; its ``prediction_type`` must be the network's and its schedule the training one
     (``squaredcos_cap_v2`` over 1000 steps is KV 1.0's cosine schedule)."""
     scheduler.set_timesteps(num_steps, device=noise.device)
+    # Deterministic schedulers (UniPC, …) take no generator: pass it only where step() accepts one, as diffusers does.
+    extra = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
     x = noise * scheduler.init_noise_sigma
     for step, t in enumerate(tqdm(scheduler.timesteps, desc=stage, disable=not progress)):
         timestep = t.expand(x.shape[0]) if t.ndim == 0 else t
         prediction = denoise(scheduler.scale_model_input(x, t), timestep)
-        x = scheduler.step(prediction, t, x, generator=generator).prev_sample
+        x = scheduler.step(prediction, t, x, **extra).prev_sample
         _check_finite(x, stage, step)
         if callback is not None:
             callback(step, int(t), x)

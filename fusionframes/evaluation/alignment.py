@@ -420,12 +420,12 @@ def _records(prompts) -> List[dict]:
     return records
 
 
-def _evaluate(records: List[dict], frames_of: Callable[[int, dict], np.ndarray], fps: Optional[float],
+def _evaluate(records: List[dict], videos: Iterable[np.ndarray], fps: Optional[float],
               still_threshold: float, flicker_threshold: float, progress: Optional[Callable] = None) -> dict:
     start = time.perf_counter()
     rows = []
-    for i, record in enumerate(records):
-        frames = _check_frames(frames_of(i, record))
+    for i, (record, video) in enumerate(zip(records, videos)):
+        frames = _check_frames(video)
         labels = read_video_labels(frames, fps=fps, still_threshold=still_threshold)
         rows.append(dict(id=record["id"], group=record["group"], prompt=record["prompt"],
                          expected={a: record[a] for a in ATTRIBUTES}, predicted={a: labels[a] for a in ATTRIBUTES},
@@ -437,11 +437,27 @@ def _evaluate(records: List[dict], frames_of: Callable[[int, dict], np.ndarray],
     return _score(rows, fps, still_threshold, flicker_threshold, time.perf_counter() - start)
 
 
-def evaluate_alignment(generate: Callable[[str], np.ndarray], prompts: Optional[Iterable[dict]] = None,
-                       fps: Union[str, float] = "high", *, still_threshold: float = STILL_THRESHOLD,
-                       flicker_threshold: float = FLICKER_THRESHOLD, markdown=None,
+def _generated(generate: Callable, records: List[dict], batch_size: int):
+    """Videos in record order: ``generate(prompt)`` one by one, or ``generate([prompts])`` per batch."""
+    if batch_size == 1:
+        for record in records:
+            yield generate(record["prompt"])
+        return
+    for start in range(0, len(records), batch_size):
+        prompts = [r["prompt"] for r in records[start:start + batch_size]]
+        videos = list(generate(prompts))
+        if len(videos) != len(prompts):
+            raise FusionFramesError(f"generate returned {len(videos)} videos for a batch of {len(prompts)} prompts")
+        yield from videos
+
+
+def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = None,
+                       fps: Union[str, float] = "high", *, batch_size: int = 1,
+                       still_threshold: float = STILL_THRESHOLD, flicker_threshold: float = FLICKER_THRESHOLD,
+                       markdown=None,
                        progress: Optional[Callable] = None) -> dict:
-    """Score ``generate(prompt) -> uint8 (F, H, W, 3)`` on a labelled prompt set.
+    """Score ``generate(prompt) -> uint8 (F, H, W, 3)`` on a labelled prompt set; with ``batch_size`` > 1,
+    ``generate(list of prompts) -> list of such videos`` instead.
 
     ``prompts``: dicts with ``prompt`` and the intended ``color``, ``shape``, ``motion``, ``background`` (and
     optionally ``group`` and ``id``); default: the shipped held-out set (:func:`prompts.load_prompt_set`). ``fps``:
@@ -456,9 +472,11 @@ def evaluate_alignment(generate: Callable[[str], np.ndarray], prompts: Optional[
     """
     if not callable(generate):
         raise FusionFramesError("generate must be a callable: prompt -> uint8 frames (F, H, W, 3)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise FusionFramesError(f"batch_size must be a positive integer, got {batch_size!r}")
     records = _records(prompts)
-    report = _evaluate(records, lambda i, r: generate(r["prompt"]), fps_value(fps), still_threshold, flicker_threshold,
-                       progress)
+    report = _evaluate(records, _generated(generate, records, batch_size), fps_value(fps), still_threshold,
+                       flicker_threshold, progress)
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report
@@ -496,7 +514,8 @@ def evaluate_renders(prompts: Optional[Iterable[dict]] = None, fps: Union[str, f
             frames = degrade(frames, noise, blur, seed=np.random.default_rng((seed, index)))
         return frames
 
-    report = _evaluate(records, frames_of, fps_value(fps), still_threshold, flicker_threshold, progress)
+    videos = (frames_of(i, record) for i, record in enumerate(records))
+    report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report

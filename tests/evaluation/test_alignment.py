@@ -206,6 +206,28 @@ def test_true_renders_score_full_marks(prompt_set, tmp_path):
     assert text == format_markdown(report) and "| held_out_combination |" in text and "| **all** |" in text
 
 
+def test_batched_generation_scores_the_same_in_prompt_order(prompt_set):
+    chosen = subset(prompt_set, 13)
+    by_prompt = {r["prompt"]: r for r in chosen}
+    times = render_times("low")
+    one = lambda p: render(P.spec_of(by_prompt[p]), times, SIZE)  # noqa: E731
+    calls = []
+
+    def batch(prompts):
+        calls.append(len(prompts))
+        return [one(p) for p in prompts]
+
+    single = evaluate_alignment(one, chosen, fps="low")
+    batched = evaluate_alignment(batch, chosen, fps="low", batch_size=4)
+    assert calls == [4] * (len(chosen) // 4) + ([len(chosen) % 4] if len(chosen) % 4 else [])
+    assert [r["id"] for r in batched["per_prompt"]] == [r["id"] for r in chosen]
+    assert batched["accuracy"] == single["accuracy"]
+    with pytest.raises(FusionFramesError, match="generate returned 1 videos for a batch of 4 prompts"):
+        evaluate_alignment(lambda prompts: [one(prompts[0])], chosen, fps="low", batch_size=4)
+    with pytest.raises(FusionFramesError, match="batch_size must be a positive integer"):
+        evaluate_alignment(one, chosen, batch_size=0)
+
+
 def test_evaluate_renders_is_the_ceiling_even_degraded(prompt_set):
     report = evaluate_renders(subset(prompt_set, 11), fps="low", noise=10.0, blur=1.0)
     assert report["accuracy"]["all"] == 1.0 and report["fps"] == 2.0

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -432,13 +433,29 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     settings = json.dumps({"num_keyframes": 2, "height": 32, "width": 32, "num_inference_steps": 2,
                            "interpolation_steps": 2})
     assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings]) == 0
-    assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings]) == 0  # all done before
+    full = FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    full.progress = False
+    (tmp_path / "model" / "README.md").write_text("model card")
+    weights = lambda: sum(f.stat().st_size for f in (tmp_path / "model").rglob("*.safetensors"))  # noqa: E731
+    size = weights()
+    assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings,
+                 "--weights-dtype", "float16"]) == 0  # every stage done before: only reassembled
     assert capsys.readouterr().out.count("done before") == 5
+    assert (tmp_path / "model" / "README.md").read_text() == "model card"
+    assert 0.45 < weights() / size < 0.55
     pipe = FusionFramesPipeline.from_pretrained(tmp_path / "model")
     assert pipe.movq.config.video_decoder == "conv3x1x1"
+    assert {p.dtype for p in pipe.keyframe_unet.parameters()} == {torch.float32} == {pipe.null_embedding.dtype}
     pipe.progress = False
-    frames = pipe("a red ball", fps="medium", output_type="np", generator=torch.Generator().manual_seed(0)).frames
+    run = lambda p: p("a red ball", fps="medium", output_type="np",  # noqa: E731
+                      generator=torch.Generator().manual_seed(0)).frames
+    frames = run(pipe)
     assert frames.shape == (1, 5, 32, 32, 3)
+    assert np.abs(frames - run(full)).max() < 0.05  # float16 storage: rounding of the weights only
+    for extra, message in ((["--weights-dtype", "float12"], "unknown --weights-dtype 'float12'"),
+                           (["--settings", '{"num_keyframe": 3}'], "unknown pipeline settings ['num_keyframe']")):
+        assert main(["train-recipe", str(recipe), "--output", "other"] + extra) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
 
 
 @pytest.mark.parametrize("train_values, message", [

@@ -1,0 +1,210 @@
+"""Side-by-side measurements behind ``fusionframes bench``: every ratio comes from one run on one machine.
+
+Method: a stage's time is the median over ``repeats`` timed U-Net calls (after one warm-up call) times its step
+count, with guidance as the pipeline runs it (a doubled batch where the guidance weight is non-zero); FLOPs are
+counted once per call with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention).
+"""
+
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .models import MaskedInterpolationUNet
+from .models.interpolation import masked_windows
+from .pipeline import PASSES, FusionFramesPipeline
+
+
+def measure(call: Callable[[], object], repeats: int) -> dict:
+    """Median seconds of ``call`` over ``repeats`` runs after a warm-up, and the FLOPs of one run."""
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            call()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return dict(seconds=statistics.median(times), flops=counter.get_total_flops())
+
+
+def masked_twin(pipe: FusionFramesPipeline) -> MaskedInterpolationUNet:
+    """The masked-interpolation baseline at the width and depth of ``pipe``'s interpolation U-Net (random weights:
+    time and FLOPs do not depend on the values)."""
+    unet = pipe.interpolation_unet
+    kwargs = {k: v for k, v in unet.config.items() if not k.startswith("_")}
+    c = unet.latent_channels
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = MaskedInterpolationUNet(**{**kwargs, "num_channels": 2 * c + 1, "out_channels": c})
+    return model.to(device=unet.device, dtype=unet.dtype).eval()
+
+
+def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int] = None, repeats: int = 3) -> dict:
+    """Group interpolation (ours) against masked frame interpolation for the same keyframes and output frames:
+    T → 4T−3 (s = 3) → 16T−15 (s = 1), with the pipeline's step counts; the keyframe stage, text encoding and
+    decoding are shared, so they enter both whole-pipeline times once measured."""
+    d = pipe.defaults
+    t = num_keyframes or d["num_keyframes"]
+    h, w = pipe.valid_size(d["height"], d["width"])
+    c = pipe.interpolation_unet.latent_channels
+    masked = masked_twin(pipe)
+    cfg = 2 if d["interpolation_guidance_scale"] else 1
+    g = torch.Generator().manual_seed(0)
+    device, dtype = pipe.device, pipe.interpolation_unet.dtype
+    rand = lambda *shape: torch.randn(*shape, generator=g).to(device, dtype)  # noqa: E731
+
+    stages, frames = {}, t
+    for skip in PASSES["high"]:
+        groups = frames - 1
+        keyframes = rand(cfg, c, frames, h, w)
+        ours = measure(lambda: pipe.interpolation_unet(rand(cfg, c, 3 * groups, h, w), 500, keyframes, skip), repeats)
+        condition, mask = masked_windows(keyframes)
+        theirs = measure(lambda: masked(rand(*condition.shape), 500, condition, mask, skip), repeats)
+        stages[f"interpolation s={skip}"] = dict(frames_in=frames, frames_out=4 * frames - 3, ours=ours,
+                                                 masked=theirs)
+        frames = 4 * frames - 3
+
+    contexts = pipe.encode_prompt(["a red circle moving to the right"])
+    context, context_mask = contexts[0]
+    kcfg = 2 if d["guidance_scale"] else 1
+    keyframe_call = lambda: pipe.keyframe_unet(rand(kcfg, c, t, h, w), 500,  # noqa: E731
+                                               context[None].expand(kcfg, -1, -1).to(dtype),
+                                               context_mask[None].expand(kcfg, -1))
+    keyframes_stage = measure(keyframe_call, repeats)
+    latents = torch.randn(1, c, frames, h, w, generator=g)
+    decode = measure(lambda: pipe.decode(latents), 1)
+
+    steps, isteps = d["num_inference_steps"], d["interpolation_steps"]
+    ours_interp = sum(s["ours"]["seconds"] for s in stages.values()) * isteps
+    masked_interp = sum(s["masked"]["seconds"] for s in stages.values()) * isteps
+    shared = keyframes_stage["seconds"] * steps + decode["seconds"]
+    flops = lambda who: sum(s[who]["flops"] for s in stages.values())  # noqa: E731
+    return dict(
+        num_keyframes=t, latent_size=[h, w], steps=steps, interpolation_steps=isteps, guidance_batch=cfg,
+        stages=stages, keyframes_per_step=keyframes_stage, decode=decode,
+        seconds=dict(ours_interpolation=ours_interp, masked_interpolation=masked_interp,
+                     ours_pipeline=shared + ours_interp, masked_pipeline=shared + masked_interp),
+        flops_ratio_interpolation=flops("masked") / flops("ours"),
+        time_ratio_interpolation=masked_interp / ours_interp,
+        time_ratio_pipeline=(shared + masked_interp) / (shared + ours_interp),
+        parameters=dict(ours=sum(p.numel() for p in pipe.interpolation_unet.parameters()),
+                        masked=sum(p.numel() for p in masked.parameters())))
+
+
+def interpolation_markdown(result: dict) -> str:
+    rows = ["| stage | frames | FLOPs per call, ours | masked | ratio | s per call, ours | masked | ratio |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, s in result["stages"].items():
+        o, m = s["ours"], s["masked"]
+        rows.append(f"| {name} | {s['frames_in']} → {s['frames_out']} | {o['flops'] / 1e9:.1f} G | "
+                    f"{m['flops'] / 1e9:.1f} G | {m['flops'] / o['flops']:.2f}× | {o['seconds']:.3f} | "
+                    f"{m['seconds']:.3f} | {m['seconds'] / o['seconds']:.2f}× |")
+    sec = result["seconds"]
+    rows.append(f"| interpolation ({result['interpolation_steps']} steps per pass) | | | | "
+                f"{result['flops_ratio_interpolation']:.2f}× | {sec['ours_interpolation']:.1f} s | "
+                f"{sec['masked_interpolation']:.1f} s | {result['time_ratio_interpolation']:.2f}× |")
+    rows.append(f"| whole pipeline (keyframes {result['steps']} steps + decoding shared) | | | | | "
+                f"{sec['ours_pipeline']:.1f} s | {sec['masked_pipeline']:.1f} s | "
+                f"{result['time_ratio_pipeline']:.2f}× |")
+    return "\n".join(rows) + "\n"
+
+
+def _run_level(model, fps: str, queue) -> None:
+    """Child process: load, generate once at ``fps``, report stage seconds and peak resident memory."""
+    import resource
+
+    pipe = FusionFramesPipeline.from_pretrained(model)
+    pipe.progress = False
+    out = pipe("a red circle moving to the right", fps=fps, output_type="np",
+               generator=torch.Generator().manual_seed(0))
+    queue.put(dict(frames=int(out.frames.shape[1]), seconds=out.timings,
+                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def bench_pipeline(model, repeats: int = 3) -> dict:
+    """Seconds per stage and peak memory at fps low / medium / high (each level in a fresh process, so the peak is
+    its own), and the one-stage alternative: the keyframe U-Net denoising all 16T−15 frames directly."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    levels = {}
+    for fps in PASSES:
+        queue = context.Queue()
+        process = context.Process(target=_run_level, args=(str(model), fps, queue))
+        process.start()
+        levels[fps] = queue.get()
+        process.join()
+        levels[fps]["total_seconds"] = round(sum(levels[fps]["seconds"].values()), 2)
+    pipe = FusionFramesPipeline.from_pretrained(model)
+    d = pipe.defaults
+    h, w = pipe.valid_size(d["height"], d["width"])
+    frames = levels["high"]["frames"]
+    context_, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
+    cfg = 2 if d["guidance_scale"] else 1
+    x = torch.randn(cfg, pipe.keyframe_unet.config.out_channels, frames, h, w)
+    call = lambda: pipe.keyframe_unet(x, 500, context_[None].expand(cfg, -1, -1),  # noqa: E731
+                                      mask[None].expand(cfg, -1))
+    one_stage = measure(call, repeats)
+    one_stage_seconds = one_stage["seconds"] * d["num_inference_steps"] + levels["high"]["seconds"]["decode"]
+    return dict(levels=levels, settings={k: d[k] for k in ("num_keyframes", "height", "width", "sampler",
+                                                            "num_inference_steps", "interpolation_steps")},
+                one_stage=dict(frames=frames, seconds_per_step=one_stage["seconds"], seconds=one_stage_seconds),
+                one_stage_ratio=one_stage_seconds / levels["high"]["total_seconds"])
+
+
+def pipeline_markdown(result: dict) -> str:
+    stages = list(result["levels"]["high"]["seconds"])
+    rows = ["| fps | frames | " + " | ".join(stages) + " | total s | peak RSS MB |",
+            "|---" * (len(stages) + 4) + "|"]
+    for fps, level in result["levels"].items():
+        cells = [f"{level['seconds'][s]:.2f}" if s in level["seconds"] else "—" for s in stages]
+        rows.append(f"| {fps} | {level['frames']} | " + " | ".join(cells) +
+                    f" | {level['total_seconds']:.1f} | {level['peak_rss_mb']:.0f} |")
+    one = result["one_stage"]
+    rows.append(f"\nOne-stage alternative ({one['frames']} frames through the keyframe U-Net): {one['seconds']:.1f} s "
+                f"= {result['one_stage_ratio']:.1f}× the two-stage pipeline at fps high.")
+    return "\n".join(rows) + "\n"
+
+
+def matmul_peak(size: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+    """The machine's achieved FLOP/s on a large square matmul (the practical peak the U-Net is measured against)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    t = measure(lambda: a @ b, repeats)["seconds"]
+    return 2 * size ** 3 / t
+
+
+def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 12) -> dict:
+    """Achieved FLOP/s of one keyframe U-Net call (default keyframes and size, guidance batch) against the matmul
+    peak measured in the same run, and the profile's most expensive operators."""
+    from torch.profiler import ProfilerActivity, profile
+
+    d = pipe.defaults
+    h, w = pipe.valid_size(d["height"], d["width"])
+    context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
+    cfg = 2 if d["guidance_scale"] else 1
+    unet = pipe.keyframe_unet
+    x = torch.randn(cfg, unet.config.out_channels, d["num_keyframes"], h, w).to(unet.device, unet.dtype)
+    call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
+                        mask[None].expand(cfg, -1))
+    result = measure(call, repeats)
+    peak = matmul_peak(dtype=unet.dtype)
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        call()
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return dict(flops=result["flops"], seconds=result["seconds"], achieved=result["flops"] / result["seconds"],
+                matmul_peak=peak, utilisation=result["flops"] / result["seconds"] / peak,
+                dtype=str(unet.dtype).replace("torch.", ""), threads=torch.get_num_threads(),
+                top_ops=[dict(op=e.key, share=e.self_cpu_time_total / total, calls=e.count) for e in ops])
+
+
+def utilisation_markdown(result: dict) -> str:
+    rows = [f"Keyframe U-Net call: {result['flops'] / 1e9:.1f} GFLOP in {result['seconds']:.3f} s = "
+            f"{result['achieved'] / 1e9:.1f} GFLOP/s; matmul peak {result['matmul_peak'] / 1e9:.1f} GFLOP/s "
+            f"({result['dtype']}, {result['threads']} threads): utilisation {100 * result['utilisation']:.0f}%.",
+            "", "| operator | share of CPU time | calls |", "|---|---|---|"]
+    rows += [f"| {op['op']} | {100 * op['share']:.1f}% | {op['calls']} |" for op in result["top_ops"]]
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,61 @@
+"""The embedded default model: shipped, small, offline, and it draws what the prompt says."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from fusionframes import DEFAULT_MODEL, load_default_pipeline
+from fusionframes.cli import main
+from fusionframes.evaluation import read_video_labels
+from fusionframes.video_io import read_metadata, read_video
+
+FAST = dict(num_keyframes=4, num_inference_steps=12, interpolation_steps=4)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    with pytest.MonkeyPatch.context() as mp:  # nothing may come from a hub
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+        pipe = load_default_pipeline()
+    pipe.progress = False
+    return pipe
+
+
+def test_weights_ship_in_the_package_within_50_mb():
+    weights = list(DEFAULT_MODEL.rglob("*.safetensors"))
+    assert len(weights) >= 5 and (DEFAULT_MODEL / "README.md").is_file()
+    assert sum(f.stat().st_size for f in weights) <= 50 * 2**20
+
+
+def test_the_recipe_architecture_and_settings(pipe):
+    assert pipe.keyframe_unet.config.temporal_variant == "conv1d-attn1d-blocks"
+    assert pipe.movq.config.video_decoder is not None and pipe.movq.downsample_factor == 8
+    assert pipe.text_encoder.config.hidden_size == 384  # all-MiniLM-L6-v2
+    d = pipe.defaults
+    assert (d["num_keyframes"], d["height"], d["width"]) == (16, 128, 128)
+    assert {p.dtype for p in pipe.interpolation_unet.parameters()} == {torch.float32}
+
+
+@pytest.mark.parametrize("prompt, color", [("a red circle moving to the right", "red"),
+                                           ("a blue square drifting upward", "blue")])
+def test_a_short_clip_shows_the_prompted_colour(pipe, prompt, color):
+    frames = pipe(prompt, fps="medium", output_type="np", generator=torch.Generator().manual_seed(0), **FAST).frames
+    assert frames.shape == (1, 13, 128, 128, 3) and np.isfinite(frames).all()
+    labels = read_video_labels((frames[0] * 255).round().astype(np.uint8), fps="medium")
+    assert labels["found"] and labels["color"] == color and labels["background"] == "black"
+
+
+def test_generate_without_model_uses_the_default(tmp_path, capsys):
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "a green star moving up", "-o", str(out), "--seed", "3", "--keyframes", "3",
+                 "--steps", "8", "--interpolation-steps", "3", "--fps", "medium", "--sampler", "dpm++", "--quiet",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 9 and summary["fps"] == 8 and summary["seed"] == 3
+    assert read_video(out).shape == (9, 128, 128, 3)
+    stored = json.loads(read_metadata(out)["comment"])
+    assert stored["prompt"] == "a green star moving up" and stored["sampler"] == "dpm++"
+    assert stored["num_keyframes"] == 3
