@@ -1,0 +1,47 @@
+"""``fusionframes bench``: the measurements are well-formed and the counted work is what the architecture says."""
+
+import json
+
+import pytest
+
+from fusionframes import bench
+from fusionframes.cli import main
+from tests.test_pipeline import pipe, text_encoder  # noqa: F401  (fixtures)
+
+
+def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):  # noqa: F811
+    result = bench.bench_interpolation(pipe, repeats=1)
+    stages = result["stages"]
+    assert list(stages) == ["interpolation s=3", "interpolation s=1"]
+    assert [(s["frames_in"], s["frames_out"]) for s in stages.values()] == [(3, 9), (9, 33)]
+    # T−1 groups of one U-Net "frame" each against T−1 windows of 5 frames: the U-Net body costs 5× as much; our
+    # model's extra temporal convs and wider input/output convs take a little of that back.
+    assert 4.0 < result["flops_ratio_interpolation"] < 5.0
+    for s in stages.values():
+        assert s["masked"]["flops"] / s["ours"]["flops"] == pytest.approx(result["flops_ratio_interpolation"],
+                                                                         rel=0.02)
+    sec = result["seconds"]
+    assert result["time_ratio_interpolation"] == pytest.approx(sec["masked_interpolation"]
+                                                               / sec["ours_interpolation"])
+    assert sec["masked_pipeline"] - sec["ours_pipeline"] == pytest.approx(sec["masked_interpolation"]
+                                                                         - sec["ours_interpolation"])
+    assert "| whole pipeline" in bench.interpolation_markdown(result)
+
+
+def test_utilisation_is_a_fraction_of_the_measured_peak(pipe):  # noqa: F811
+    result = bench.bench_utilisation(pipe, repeats=1, top=5)
+    assert result["flops"] > 0 and 0 < result["utilisation"] < 1.5 and len(result["top_ops"]) == 5
+    assert sum(op["share"] for op in result["top_ops"]) <= 1.0 + 1e-9
+    assert "utilisation" in bench.utilisation_markdown(result)
+
+
+def test_bench_cli_writes_json_and_markdown(pipe, tmp_path, capsys):  # noqa: F811
+    pipe.save_pretrained(tmp_path / "model")
+    assert main(["bench", "interpolation", "--model", str(tmp_path / "model"), "--repeats", "1",
+                 "--out", str(tmp_path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((tmp_path / "interpolation.json").read_text())
+    assert {"flops_ratio_interpolation", "time_ratio_interpolation", "time_ratio_pipeline"} <= set(printed)
+    assert (tmp_path / "interpolation.md").read_text().startswith("| stage |")
+    assert main(["bench", "interpolation", "--repeats", "0"]) == 2
+    assert "--repeats must be ≥ 1" in capsys.readouterr().err
