@@ -14,9 +14,9 @@ def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):  # noqa: F81
     stages = result["stages"]
     assert list(stages) == ["interpolation s=3", "interpolation s=1"]
     assert [(s["frames_in"], s["frames_out"]) for s in stages.values()] == [(3, 9), (9, 33)]
-    # T−1 groups of one U-Net "frame" each against T−1 windows of 5 frames: the U-Net body costs 5× as much; our
-    # model's extra temporal convs and wider input/output convs take a little of that back.
-    assert 4.0 < result["flops_ratio_interpolation"] < 5.0
+    # T−1 groups of one U-Net "frame" each against T−1 windows of 5 frames: the U-Net body costs 5× as much (our
+    # temporal convs and the masked model's temporal layers and wider 5-frame input/output roughly cancel).
+    assert 4.5 < result["flops_ratio_interpolation"] < 5.5
     for s in stages.values():
         assert s["masked"]["flops"] / s["ours"]["flops"] == pytest.approx(result["flops_ratio_interpolation"],
                                                                          rel=0.02)
