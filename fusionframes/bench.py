@@ -1,15 +1,19 @@
 """Side-by-side measurements behind ``fusionframes bench``: every ratio comes from one run on one machine.
 
-Method: a stage's time is the median over ``repeats`` timed U-Net calls (after one warm-up call) times its step
-count, with guidance as the pipeline runs it (a doubled batch where the guidance weight is non-zero); FLOPs are
-counted once per call with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions, attention).
+Method: a stage's time is the median over ``repeats`` timed U-Net calls (after one untimed call) times its step
+count, with guidance as the pipeline runs it (a doubled batch where the guidance weight is non-zero); inputs are
+drawn before timing. FLOPs are counted once per call with ``torch.utils.flop_counter.FlopCounterMode``
+(matmuls, convolutions, attention — counted through the math attention kernel, since the fused CPU kernel is
+invisible to the counter; timing uses the normal kernels).
 """
 
 import statistics
+import sys
 import time
 from typing import Callable, Optional
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from .models import MaskedInterpolationUNet
@@ -17,15 +21,22 @@ from .models.interpolation import masked_windows
 from .pipeline import PASSES, FusionFramesPipeline
 
 
+def _synchronize():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # CUDA calls return at launch: time the work, not the launches
+
+
 def measure(call: Callable[[], object], repeats: int) -> dict:
     """Median seconds of ``call`` over ``repeats`` runs after a warm-up, and the FLOPs of one run."""
     with torch.no_grad():
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
             call()
         times = []
         for _ in range(repeats):
+            _synchronize()
             start = time.perf_counter()
             call()
+            _synchronize()
             times.append(time.perf_counter() - start)
     return dict(seconds=statistics.median(times), flops=counter.get_total_flops())
 
@@ -44,8 +55,8 @@ def masked_twin(pipe: FusionFramesPipeline) -> MaskedInterpolationUNet:
 
 def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int] = None, repeats: int = 3) -> dict:
     """Group interpolation (ours) against masked frame interpolation for the same keyframes and output frames:
-    T → 4T−3 (s = 3) → 16T−15 (s = 1), with the pipeline's step counts; the keyframe stage, text encoding and
-    decoding are shared, so they enter both whole-pipeline times once measured."""
+    T → 4T−3 (s = 3) → 16T−15 (s = 1), with the pipeline's step counts; the keyframe stage and decoding are
+    shared, so they enter both whole-pipeline times as measured once (text encoding, milliseconds, is left out)."""
     d = pipe.defaults
     t = num_keyframes or d["num_keyframes"]
     h, w = pipe.valid_size(d["height"], d["width"])
@@ -59,10 +70,11 @@ def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int]
     stages, frames = {}, t
     for skip in PASSES["high"]:
         groups = frames - 1
-        keyframes = rand(cfg, c, frames, h, w)
-        ours = measure(lambda: pipe.interpolation_unet(rand(cfg, c, 3 * groups, h, w), 500, keyframes, skip), repeats)
+        keyframes, sample = rand(cfg, c, frames, h, w), rand(cfg, c, 3 * groups, h, w)
+        ours = measure(lambda: pipe.interpolation_unet(sample, 500, keyframes, skip), repeats)
         condition, mask = masked_windows(keyframes)
-        theirs = measure(lambda: masked(rand(*condition.shape), 500, condition, mask, skip), repeats)
+        windows = rand(*condition.shape)
+        theirs = measure(lambda: masked(windows, 500, condition, mask, skip), repeats)
         stages[f"interpolation s={skip}"] = dict(frames_in=frames, frames_out=4 * frames - 3, ours=ours,
                                                  masked=theirs)
         frames = 4 * frames - 3
@@ -70,12 +82,12 @@ def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int]
     contexts = pipe.encode_prompt(["a red circle moving to the right"])
     context, context_mask = contexts[0]
     kcfg = 2 if d["guidance_scale"] else 1
-    keyframe_call = lambda: pipe.keyframe_unet(rand(kcfg, c, t, h, w), 500,  # noqa: E731
-                                               context[None].expand(kcfg, -1, -1).to(dtype),
+    noisy = rand(kcfg, c, t, h, w)
+    keyframe_call = lambda: pipe.keyframe_unet(noisy, 500, context[None].expand(kcfg, -1, -1).to(dtype),  # noqa: E731
                                                context_mask[None].expand(kcfg, -1))
     keyframes_stage = measure(keyframe_call, repeats)
     latents = torch.randn(1, c, frames, h, w, generator=g)
-    decode = measure(lambda: pipe.decode(latents), 1)
+    decode = measure(lambda: pipe.decode(latents), repeats)
 
     steps, isteps = d["num_inference_steps"], d["interpolation_steps"]
     ours_interp = sum(s["ours"]["seconds"] for s in stages.values()) * isteps
@@ -112,45 +124,81 @@ def interpolation_markdown(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _run_level(model, fps: str, queue) -> None:
-    """Child process: load, generate once at ``fps``, report stage seconds and peak resident memory."""
-    import resource
+def peak_memory_mb() -> Optional[float]:
+    """This process's peak resident memory: VmHWM (Linux; per address space, so a spawned child starts afresh),
+    else ru_maxrss (kilobytes on Linux, bytes on macOS); None where neither exists."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
-    pipe = FusionFramesPipeline.from_pretrained(model)
-    pipe.progress = False
-    out = pipe("a red circle moving to the right", fps=fps, output_type="np",
-               generator=torch.Generator().manual_seed(0))
-    queue.put(dict(frames=int(out.frames.shape[1]), seconds=out.timings,
-                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+def _run_level(model, fps: str, device: str, dtype, repeats: int, queue) -> None:
+    """Child process: load, warm up, generate ``repeats`` times at ``fps``; report median stage seconds and peaks."""
+    try:
+        pipe = FusionFramesPipeline.from_pretrained(model, device=device, dtype=dtype)
+        pipe.progress = False
+        pipe("warm-up", num_keyframes=2, fps="medium", num_inference_steps=1, interpolation_steps=1)
+        runs = [pipe("a red circle moving to the right", fps=fps, output_type="np",
+                     generator=torch.Generator(device).manual_seed(0)) for _ in range(repeats)]
+        seconds = {k: statistics.median(r.timings[k] for r in runs) for k in runs[0].timings}
+        accelerator = torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else None
+        queue.put(dict(frames=int(runs[0].frames.shape[1]), seconds=seconds, total_seconds=sum(seconds.values()),
+                       peak_rss_mb=peak_memory_mb(), peak_accelerator_mb=accelerator))
+    except BaseException as error:  # reported to the parent, which would otherwise wait forever
+        queue.put(dict(error=f"{type(error).__name__}: {error}"))
 
 
-def bench_pipeline(model, repeats: int = 3) -> dict:
-    """Seconds per stage and peak memory at fps low / medium / high (each level in a fresh process, so the peak is
-    its own), and the one-stage alternative: the keyframe U-Net denoising all 16T−15 frames directly."""
+def bench_pipeline(model, device: str = "cpu", dtype=None, repeats: int = 1) -> dict:
+    """Seconds per stage (median of ``repeats`` after a warm-up) and peak memory at fps low / medium / high, each
+    level in a fresh process so that the peak is its own; and the one-stage alternative: the keyframe U-Net
+    denoising all 16T−15 frames directly (per-step time × steps + the same decoding)."""
     import multiprocessing
+    import queue as queues
 
-    context = multiprocessing.get_context("spawn")
+    from .errors import FusionFramesError
+
+    pipe = FusionFramesPipeline.from_pretrained(model, device=device, dtype=dtype)  # bad folders fail here
+    mp = multiprocessing.get_context("spawn")
     levels = {}
     for fps in PASSES:
-        queue = context.Queue()
-        process = context.Process(target=_run_level, args=(str(model), fps, queue))
+        results = mp.Queue()
+        process = mp.Process(target=_run_level, args=(str(model), fps, device, dtype, repeats, results))
         process.start()
-        levels[fps] = queue.get()
+        while True:
+            try:
+                levels[fps] = results.get(timeout=5)
+                break
+            except queues.Empty:
+                if not process.is_alive():
+                    raise FusionFramesError(f"the fps {fps!r} run died (exit code {process.exitcode}); out of "
+                                            f"memory?") from None
         process.join()
-        levels[fps]["total_seconds"] = round(sum(levels[fps]["seconds"].values()), 2)
-    pipe = FusionFramesPipeline.from_pretrained(model)
+        if "error" in levels[fps]:
+            raise FusionFramesError(f"the fps {fps!r} run failed: {levels[fps]['error']}")
     d = pipe.defaults
     h, w = pipe.valid_size(d["height"], d["width"])
     frames = levels["high"]["frames"]
-    context_, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
+    context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
     cfg = 2 if d["guidance_scale"] else 1
-    x = torch.randn(cfg, pipe.keyframe_unet.config.out_channels, frames, h, w)
-    call = lambda: pipe.keyframe_unet(x, 500, context_[None].expand(cfg, -1, -1),  # noqa: E731
-                                      mask[None].expand(cfg, -1))
+    unet = pipe.keyframe_unet
+    x = torch.randn(cfg, unet.config.out_channels, frames, h, w).to(unet.device, unet.dtype)
+    call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
+                        mask[None].expand(cfg, -1))
     one_stage = measure(call, repeats)
     one_stage_seconds = one_stage["seconds"] * d["num_inference_steps"] + levels["high"]["seconds"]["decode"]
     return dict(levels=levels, settings={k: d[k] for k in ("num_keyframes", "height", "width", "sampler",
                                                             "num_inference_steps", "interpolation_steps")},
+                device=str(device), repeats=repeats,
                 one_stage=dict(frames=frames, seconds_per_step=one_stage["seconds"], seconds=one_stage_seconds),
                 one_stage_ratio=one_stage_seconds / levels["high"]["total_seconds"])
 
@@ -161,17 +209,18 @@ def pipeline_markdown(result: dict) -> str:
             "|---" * (len(stages) + 4) + "|"]
     for fps, level in result["levels"].items():
         cells = [f"{level['seconds'][s]:.2f}" if s in level["seconds"] else "—" for s in stages]
-        rows.append(f"| {fps} | {level['frames']} | " + " | ".join(cells) +
-                    f" | {level['total_seconds']:.1f} | {level['peak_rss_mb']:.0f} |")
+        peak = "—" if level["peak_rss_mb"] is None else f"{level['peak_rss_mb']:.0f}"
+        rows.append(f"| {fps} | {level['frames']} | " + " | ".join(cells)
+                    + f" | {level['total_seconds']:.1f} | {peak} |")
     one = result["one_stage"]
-    rows.append(f"\nOne-stage alternative ({one['frames']} frames through the keyframe U-Net): {one['seconds']:.1f} s "
-                f"= {result['one_stage_ratio']:.1f}× the two-stage pipeline at fps high.")
+    rows.append(f"\nOne-stage alternative ({one['frames']} frames through the keyframe U-Net): "
+                f"{one['seconds']:.1f} s = {result['one_stage_ratio']:.1f}× the two-stage pipeline at fps high.")
     return "\n".join(rows) + "\n"
 
 
-def matmul_peak(size: int = 2048, repeats: int = 5, dtype=torch.float32) -> float:
+def matmul_peak(size: int = 2048, repeats: int = 5, dtype=torch.float32, device="cpu") -> float:
     """The machine's achieved FLOP/s on a large square matmul (the practical peak the U-Net is measured against)."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     t = measure(lambda: a @ b, repeats)["seconds"]
     return 2 * size ** 3 / t
 
@@ -190,15 +239,18 @@ def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 1
     call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
                         mask[None].expand(cfg, -1))
     result = measure(call, repeats)
-    peak = matmul_peak(dtype=unet.dtype)
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    peak = matmul_peak(dtype=unet.dtype, device=unet.device)
+    cuda = unet.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.no_grad(), profile(activities=activities) as prof:
         call()
-    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    cost = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # noqa: E731
+    ops = sorted(prof.key_averages(), key=cost, reverse=True)[:top]
+    total = sum(cost(e) for e in prof.key_averages())
     return dict(flops=result["flops"], seconds=result["seconds"], achieved=result["flops"] / result["seconds"],
                 matmul_peak=peak, utilisation=result["flops"] / result["seconds"] / peak,
                 dtype=str(unet.dtype).replace("torch.", ""), threads=torch.get_num_threads(),
-                top_ops=[dict(op=e.key, share=e.self_cpu_time_total / total, calls=e.count) for e in ops])
+                top_ops=[dict(op=e.key, share=cost(e) / total, calls=e.count) for e in ops])
 
 
 def utilisation_markdown(result: dict) -> str:

@@ -80,7 +80,7 @@ def _check_args(args):
     return _device(args.device), DTYPES[args.dtype]
 
 
-def _render(pipe, args):
+def _render(pipe, args, device):
     """Generate with ``pipe`` and write the MP4 (plus GIF / PNG frames); returns the JSON summary."""
     import random
 
@@ -89,8 +89,6 @@ def _render(pipe, args):
 
     from .video_io import write_frames, write_gif, write_video
 
-    device, dtype = _check_args(args)
-    pipe.to(device=device, dtype=dtype)
     if args.sampler is not None:
         pipe.use_sampler(args.sampler)
     pipe.progress = not args.quiet
@@ -104,7 +102,7 @@ def _render(pipe, args):
     resolved = {k: v for k, v in pipe.defaults.items() if k in settings}
     resolved.update({k: v for k, v in settings.items() if v is not None})
     metadata = {"comment": json.dumps({"prompt": args.prompt, "seed": seed, **resolved,
-                                       "sampler": pipe.defaults["sampler"], "generator": "fusionframes"}),
+                                       "sampler": pipe.sampler, "generator": "fusionframes"}),
                 "title": args.prompt}
     path = write_video(frames, args.output, fps=output.fps, metadata=metadata, create_folder=False)
     summary = {"path": str(path), "frames": len(frames), "fps": output.fps, "seed": seed,
@@ -128,13 +126,13 @@ def _load_pipeline(model, device, dtype=None, text_encoder=None):
     from .pipeline import FusionFramesPipeline
 
     if model is None:
-        return load_default_pipeline(dtype=dtype, device=device)
+        return load_default_pipeline(dtype=dtype, device=device, text_encoder=text_encoder)
     return FusionFramesPipeline.from_pretrained(model, text_encoder=text_encoder, dtype=dtype, device=device)
 
 
 def _generate(args):
     device, dtype = _check_args(args)
-    _report(_render(_load_pipeline(args.model, device, dtype, args.text_encoder), args), args)
+    _report(_render(_load_pipeline(args.model, device, dtype, args.text_encoder), args, device), args)
 
 
 def _train(args):
@@ -152,8 +150,8 @@ def _train(args):
 
 
 def _train_recipe(args):
-    from .pipeline import DTYPES, KV1_DEFAULTS
-    from .training.recipe import assemble_pipeline, run_recipe
+    from .pipeline import DTYPES, KV1_DEFAULTS, SAMPLERS
+    from .training.recipe import assemble_pipeline, check_pipeline_output, run_recipe
 
     try:
         settings = json.loads(args.settings)
@@ -161,15 +159,21 @@ def _train_recipe(args):
         raise FusionFramesError(f"--settings is not a JSON object: {error}") from None
     if not isinstance(settings, dict):
         raise FusionFramesError("--settings must be a JSON object of pipeline defaults")
+    # Everything is checked here, not hours later when the trained stages are assembled.
     unknown = set(settings) - set(KV1_DEFAULTS)
-    if unknown:  # checked here, not hours later when the trained stages are assembled
+    if unknown:
         raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}; known: {', '.join(KV1_DEFAULTS)}")
+    if settings.get("sampler", "kv1") not in SAMPLERS:
+        raise FusionFramesError(f"unknown sampler {settings['sampler']!r} in --settings; choose {', '.join(SAMPLERS)}")
     if args.weights_dtype is not None and args.weights_dtype not in DTYPES:
         raise FusionFramesError(f"unknown --weights-dtype {args.weights_dtype!r}; choose {', '.join(DTYPES)}")
+    check_pipeline_output(args.output)
+    card = Path(args.recipe) / "MODEL_CARD.md"
     outputs = run_recipe(args.recipe)
     movq = outputs.get("video-decoder", outputs.get("movq"))
     path = assemble_pipeline(args.output, outputs["keyframes"], outputs["interpolation"], Path(movq) / "movq",
-                             weights_dtype=args.weights_dtype, **settings)
+                             weights_dtype=args.weights_dtype, model_card=card if card.is_file() else None,
+                             **settings)
     print(f"wrote {path}")
 
 
@@ -177,20 +181,27 @@ def _eval_alignment(args):
     import numpy as np
     import torch
 
-    from .evaluation import evaluate_alignment, evaluate_renders, load_prompt_set
+    from .evaluation import evaluate_alignment, evaluate_renders, format_markdown, load_prompt_set
+    from .pipeline import DTYPES, SAMPLERS
 
     if args.markdown and not Path(args.markdown).parent.is_dir():
         raise FusionFramesError(f"the folder of --markdown {args.markdown} does not exist")
     if args.batch_size < 1 or args.every < 1:
         raise FusionFramesError(f"--batch-size and --every must be ≥ 1, got {args.batch_size} and {args.every}")
+    for name, value in (("--steps", args.steps), ("--interpolation-steps", args.interpolation_steps)):
+        if value is not None and not 1 <= value <= 1000:
+            raise FusionFramesError(f"{name} must be from 1 to 1000, got {value}")
+    if args.sampler is not None and args.sampler not in SAMPLERS:
+        raise FusionFramesError(f"unknown sampler {args.sampler!r}; choose {', '.join(SAMPLERS)}")
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if not 0 <= args.seed < 2**63:
+        raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
     prompts = load_prompt_set()[::args.every]
     if args.renders:
-        report = evaluate_renders(prompts, fps=args.fps, markdown=args.markdown)
+        report = evaluate_renders(prompts, fps=args.fps)
+        report["settings"] = dict(renders=True, fps=args.fps, every=args.every)
     else:
-        from .pipeline import DTYPES
-
-        if args.dtype not in DTYPES:
-            raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
         device = _device(args.device)
         pipe = _load_pipeline(args.model, device, DTYPES[args.dtype])
         if args.sampler is not None:
@@ -198,25 +209,53 @@ def _eval_alignment(args):
         pipe.progress = False
         settings = dict(num_inference_steps=args.steps, interpolation_steps=args.interpolation_steps)
         settings = {k: v for k, v in settings.items() if v is not None}
-        # Prompts of one token length share a batch: the keyframe U-Net runs each context length separately.
+        # Prompts of one token length share a batch (the keyframe U-Net runs each context length separately);
+        # the report lists them in the set's order again.
+        order = {r["id"]: i for i, r in enumerate(prompts)}
         prompts = sorted(prompts, key=lambda r: len(pipe.tokenizer(r["prompt"])["input_ids"]))
 
-        def generate(batch):
+        def generate(batch):  # a prompt, or a list of prompts when --batch-size > 1
+            single = isinstance(batch, str)
+            batch = [batch] if single else batch
             out = pipe(batch, fps=args.fps, output_type="np", **settings,
                        generator=[torch.Generator(device).manual_seed(args.seed) for _ in batch])
-            return list((out.frames * 255).round().astype(np.uint8))
+            videos = list((out.frames * 255).round().astype(np.uint8))
+            return videos[0] if single else videos
 
         def progress(done, total, row):
             print(f"\r{done}/{total} prompts", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
         report = evaluate_alignment(generate, prompts, fps=args.fps, batch_size=args.batch_size,
-                                    markdown=args.markdown, progress=None if args.quiet else progress)
-    summary = {"accuracy": report["accuracy"], "targets": report["targets"]}
+                                    progress=None if args.quiet else progress)
+        report["per_prompt"].sort(key=lambda row: order[row["id"]])
+        d = pipe.defaults
+        report["settings"] = dict(model=str(args.model or "default"), fps=args.fps, seed=args.seed, every=args.every,
+                                  sampler=pipe.sampler, dtype=args.dtype,
+                                  num_inference_steps=settings.get("num_inference_steps", d["num_inference_steps"]),
+                                  interpolation_steps=settings.get("interpolation_steps", d["interpolation_steps"]),
+                                  num_keyframes=d["num_keyframes"], height=d["height"], width=d["width"])
+    if args.markdown:
+        Path(args.markdown).write_text(f"Settings: {json.dumps(report['settings'])}\n\n" + format_markdown(report))
+    summary = {"accuracy": report["accuracy"], "targets": report["targets"], "settings": report["settings"]}
     print(json.dumps(report if args.json else summary, indent=None if args.json else 1))
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    import tempfile
+
+    from .video_io import publish
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with open(fd, "w") as f:
+            f.write(text)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _bench(args):
-    from . import bench
     from .pipeline import DTYPES
 
     if args.out and not Path(args.out).is_dir():
@@ -225,14 +264,16 @@ def _bench(args):
         raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
     if args.repeats < 1:
         raise FusionFramesError(f"--repeats must be ≥ 1, got {args.repeats}")
+    device, dtype = _device(args.device), DTYPES[args.dtype]
+    from . import bench
+
     if args.what == "pipeline":
-        model = Path(args.model) if args.model else DEFAULT_MODEL
-        if not model.is_dir():
-            raise FusionFramesError(f"model folder not found: {model}")
-        result = bench.bench_pipeline(model, args.repeats)
+        if args.model is None and not (DEFAULT_MODEL / "pipeline.json").is_file():
+            _load_pipeline(None, device)  # raises the default model's own message
+        result = bench.bench_pipeline(args.model or DEFAULT_MODEL, str(device), dtype, args.repeats)
         table = bench.pipeline_markdown(result)
     else:
-        pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+        pipe = _load_pipeline(args.model, device, dtype)
         pipe.progress = False
         if args.what == "interpolation":
             result = bench.bench_interpolation(pipe, repeats=args.repeats)
@@ -241,9 +282,9 @@ def _bench(args):
             result = bench.bench_utilisation(pipe, repeats=args.repeats)
             table = bench.utilisation_markdown(result)
     if args.out:
-        (Path(args.out) / f"{args.what}.json").write_text(json.dumps(result, indent=1) + "\n")
-        (Path(args.out) / f"{args.what}.md").write_text(table)
-    print(json.dumps(result) if args.json else table)
+        _write_atomic(Path(args.out) / f"{args.what}.json", json.dumps(result, indent=1) + "\n")
+        _write_atomic(Path(args.out) / f"{args.what}.md", table)
+    print(json.dumps(result) if args.json else table, end="\n" if args.json else "")
 
 
 def _add_generation_options(p):
@@ -302,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train)
 
     p = sub.add_parser("train-recipe", help="run a folder of stage configs in order, then assemble the pipeline")
-    p.add_argument("recipe", help="folder of stage configs, e.g. configs/default")
+    p.add_argument("recipe", help="folder of stage configs (and optionally MODEL_CARD.md), e.g. configs/default")
     p.add_argument("--output", required=True, help="pipeline folder to write")
     p.add_argument("--settings", default="{}", help="pipeline defaults as JSON (num_keyframes, height, …)")
     p.add_argument("--weights-dtype", help="store the weights in this precision (float16 halves the size)")

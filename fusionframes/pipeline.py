@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Union
 
+import diffusers
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -52,8 +53,10 @@ class FusionFramesOutput:
 
 def scheduler_config(prediction_type: str) -> dict:
     """A diffusers scheduler config on the U-Nets' training schedule (KV 1.0's cosine over 1000 steps)."""
+    # "trailing" spacing starts every step count at the last training step (pure noise), as the model was trained;
+    # DDIM's default "leading" would start 5 steps at t = 800.
     return {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": prediction_type,
-            "clip_sample": False}
+            "clip_sample": False, "timestep_spacing": "trailing"}
 
 
 def load_text_encoder(source: str, dtype=None):
@@ -86,8 +89,7 @@ class FusionFramesPipeline:
         if unknown:
             raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
         self.defaults = {**KV1_DEFAULTS, **defaults}
-        self.keyframe_scheduler = None  # None: KV 1.0's ancestral sampler; else any diffusers scheduler
-        self.interpolation_scheduler = None
+        # None: KV 1.0's ancestral sampler; else any diffusers scheduler (assigned directly, or by use_sampler)
         self.use_sampler(self.defaults["sampler"])
         self.progress = True
         self._offload_device = None
@@ -97,16 +99,20 @@ class FusionFramesPipeline:
         """Sample both stages with ``name`` (see ``SAMPLERS``); each stage keeps its own parameterisation."""
         if name not in SAMPLERS:
             raise FusionFramesError(f"unknown sampler {name!r}; choose {', '.join(SAMPLERS)}")
-        self.defaults["sampler"] = name
         if SAMPLERS[name] is None:
             self.keyframe_scheduler = self.interpolation_scheduler = None
         else:
-            import diffusers
-
             cls = getattr(diffusers, SAMPLERS[name])
             self.keyframe_scheduler = cls.from_config(scheduler_config("epsilon"))
             self.interpolation_scheduler = cls.from_config(scheduler_config("v_prediction"))
         return self
+
+    @property
+    def sampler(self) -> str:
+        """The name of the samplers in use (``SAMPLERS``), or "custom" for schedulers assigned otherwise."""
+        kinds = {type(s).__name__ if s is not None else None
+                 for s in (self.keyframe_scheduler, self.interpolation_scheduler)}
+        return next((name for name, cls in SAMPLERS.items() if kinds == {cls}), "custom")
 
     # ----------------------------------------------------------------------------------------------- loading
     @classmethod
@@ -164,7 +170,11 @@ class FusionFramesPipeline:
         source = text_encoder or self.text_encoder_source
         if source != PACKAGED_TEXT_ENCODER:
             source = str(Path(source).resolve())
-        settings = {"text_encoder": source, **self.defaults}
+        if self.sampler == "custom":
+            warnings.warn(f"custom schedulers are not saved; {folder / 'pipeline.json'} keeps sampler "
+                          f"{self.defaults['sampler']!r}", stacklevel=2)
+        settings = {"text_encoder": source, **self.defaults,
+                    "sampler": self.defaults["sampler"] if self.sampler == "custom" else self.sampler}
         (folder / "pipeline.json").write_text(json.dumps(settings, indent=1) + "\n")
 
     def to(self, device=None, dtype=None) -> "FusionFramesPipeline":

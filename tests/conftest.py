@@ -77,3 +77,39 @@ def assert_same_weights(actual: torch.nn.Module, expected: torch.nn.Module) -> N
     assert a.keys() == e.keys()
     for name, value in e.items():
         assert a[name].dtype == value.dtype and torch.equal(a[name], value), name
+
+
+# The whole pipeline at toy size (real all-MiniLM-L6-v2 text encoder): 2-level U-Nets, 16² frames, a few steps.
+UNET = dict(model_channels=32, init_channels=16, time_embed_dim=64, context_dim=64, groups=8, head_dim=16,
+            expansion_ratio=2, dim_mult=(1, 2), num_blocks=(1, 1), add_cross_attention=(False, True),
+            add_self_attention=(False, True))
+MOVQ = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16, norm_groups=8,
+            video_decoder="conv3x1x1")
+SETTINGS = dict(num_keyframes=3, height=16, width=16, num_inference_steps=3, interpolation_steps=2,
+                max_text_tokens=16, decode_chunk_size=8, decode_chunk_overlap=2)
+
+
+@pytest.fixture(scope="module")
+def text_encoder():
+    from fusionframes.pipeline import PACKAGED_TEXT_ENCODER, load_text_encoder
+
+    return load_text_encoder(PACKAGED_TEXT_ENCODER)
+
+
+@pytest.fixture
+def pipe(text_encoder):
+    from fusionframes.models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet
+    from fusionframes.models.movq import MoVQ
+    from fusionframes.models.text import TextProjection
+    from fusionframes.pipeline import FusionFramesPipeline
+
+    torch.manual_seed(0)
+    encoder, tokenizer = text_encoder
+    t2i = randomize(Kandinsky3UNet(**UNET), seed=1)
+    keyframes = randomize(KeyframeUNet.from_t2i(t2i), seed=2)
+    interpolation = randomize(InterpolationUNet.from_t2i(t2i), seed=3)
+    movq = randomize(MoVQ(**MOVQ), seed=4, std=0.05)
+    pipe = FusionFramesPipeline(encoder, tokenizer, TextProjection(384, 64), torch.randn(64), keyframes,
+                                interpolation, movq, **SETTINGS)
+    pipe.progress = False
+    return pipe

@@ -6,10 +6,9 @@ import pytest
 
 from fusionframes import bench
 from fusionframes.cli import main
-from tests.test_pipeline import pipe, text_encoder  # noqa: F401  (fixtures)
 
 
-def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):  # noqa: F811
+def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):
     result = bench.bench_interpolation(pipe, repeats=1)
     stages = result["stages"]
     assert list(stages) == ["interpolation s=3", "interpolation s=1"]
@@ -28,14 +27,14 @@ def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):  # noqa: F81
     assert "| whole pipeline" in bench.interpolation_markdown(result)
 
 
-def test_utilisation_is_a_fraction_of_the_measured_peak(pipe):  # noqa: F811
+def test_utilisation_is_a_fraction_of_the_measured_peak(pipe):
     result = bench.bench_utilisation(pipe, repeats=1, top=5)
     assert result["flops"] > 0 and 0 < result["utilisation"] < 1.5 and len(result["top_ops"]) == 5
     assert sum(op["share"] for op in result["top_ops"]) <= 1.0 + 1e-9
     assert "utilisation" in bench.utilisation_markdown(result)
 
 
-def test_bench_cli_writes_json_and_markdown(pipe, tmp_path, capsys):  # noqa: F811
+def test_bench_cli_writes_json_and_markdown(pipe, tmp_path, capsys):
     pipe.save_pretrained(tmp_path / "model")
     assert main(["bench", "interpolation", "--model", str(tmp_path / "model"), "--repeats", "1",
                  "--out", str(tmp_path), "--json"]) == 0
@@ -45,3 +44,16 @@ def test_bench_cli_writes_json_and_markdown(pipe, tmp_path, capsys):  # noqa: F8
     assert (tmp_path / "interpolation.md").read_text().startswith("| stage |")
     assert main(["bench", "interpolation", "--repeats", "0"]) == 2
     assert "--repeats must be ≥ 1" in capsys.readouterr().err
+
+
+def test_bench_pipeline_runs_each_level_in_its_own_process(pipe, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "model")
+    assert main(["bench", "pipeline", "--model", str(tmp_path / "model"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [level["frames"] for level in result["levels"].values()] == [3, 9, 33]
+    assert set(result["levels"]["high"]["seconds"]) == {"text", "keyframes", "interpolation s=3",
+                                                        "interpolation s=1", "decode"}
+    assert all(level["peak_rss_mb"] > 100 for level in result["levels"].values())  # torch alone is more
+    assert result["one_stage"]["frames"] == 33 and result["one_stage_ratio"] > 0
+    assert main(["bench", "pipeline", "--model", str(tmp_path / "missing")]) == 2
+    assert "model folder not found" in capsys.readouterr().err

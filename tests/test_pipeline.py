@@ -13,38 +13,9 @@ from fusionframes import FusionFramesError
 from fusionframes.cli import main
 from fusionframes.models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet
 from fusionframes.models.movq import MoVQ
-from fusionframes.models.text import TextProjection
 from fusionframes.pipeline import (PACKAGED_TEXT_ENCODER, FusionFramesPipeline, frames_per_level,
                                    load_text_encoder, scheduler_config)
-from tests.conftest import randomize
-
-UNET = dict(model_channels=32, init_channels=16, time_embed_dim=64, context_dim=64, groups=8, head_dim=16,
-            expansion_ratio=2, dim_mult=(1, 2), num_blocks=(1, 1), add_cross_attention=(False, True),
-            add_self_attention=(False, True))
-MOVQ = dict(ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), resolution=16, norm_groups=8,
-            video_decoder="conv3x1x1")
-SETTINGS = dict(num_keyframes=3, height=16, width=16, num_inference_steps=3, interpolation_steps=2,
-                max_text_tokens=16, decode_chunk_size=8, decode_chunk_overlap=2)
-
-
-@pytest.fixture(scope="module")
-def text_encoder():
-    return load_text_encoder(PACKAGED_TEXT_ENCODER)
-
-
-@pytest.fixture
-def pipe(text_encoder):
-    torch.manual_seed(0)
-    encoder, tokenizer = text_encoder
-    t2i = randomize(Kandinsky3UNet(**UNET), seed=1)
-    keyframes = randomize(KeyframeUNet.from_t2i(t2i), seed=2)
-    interpolation = randomize(InterpolationUNet.from_t2i(t2i), seed=3)
-    movq = randomize(MoVQ(**MOVQ), seed=4, std=0.05)
-    pipe = FusionFramesPipeline(encoder, tokenizer, TextProjection(384, 64), torch.randn(64), keyframes,
-                                interpolation, movq, **SETTINGS)
-    pipe.progress = False
-    return pipe
-
+from tests.conftest import UNET, randomize
 
 def seeded(*seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
@@ -172,6 +143,17 @@ def test_named_samplers_keep_each_stage_parameterisation(pipe, name):
     assert pipe.keyframe_scheduler is None and pipe.interpolation_scheduler is None
     with pytest.raises(FusionFramesError, match="unknown sampler 'plms'"):
         pipe.use_sampler("plms")
+
+
+def test_the_sampler_is_saved_with_the_pipeline(pipe, tmp_path):
+    pipe.use_sampler("unipc").save_pretrained(tmp_path / "a")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "a")
+    assert loaded.sampler == "unipc" and type(loaded.keyframe_scheduler).__name__ == "UniPCMultistepScheduler"
+    pipe.keyframe_scheduler = DDIMScheduler.from_config(scheduler_config("epsilon"))  # a hand-made pair
+    assert pipe.sampler == "custom"
+    with pytest.warns(UserWarning, match="custom schedulers are not saved"):
+        pipe.save_pretrained(tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "pipeline.json").read_text())["sampler"] == "kv1"
 
 
 def test_save_and_load_round_trip(pipe, tmp_path):

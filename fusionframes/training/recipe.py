@@ -2,6 +2,7 @@
 then the stage outputs assembled into one pipeline folder. ``make train-default`` is this on configs/default."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -48,14 +49,28 @@ def cast_weights(folder, dtype: torch.dtype) -> None:
     otherwise): halves a shipped model's size at no cost in float32 inference beyond the rounding of the weights."""
     for path in sorted(Path(folder).rglob("*.safetensors")):
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(path).items()}
-        save_file(tensors, path, metadata={"format": "pt"})
+        overflow = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if overflow:
+            raise FusionFramesError(f"{path}: {overflow[0]} does not fit {dtype} (overflows); store it in a wider "
+                                    f"dtype")
+        save_file(tensors, path.with_suffix(".tmp"), metadata={"format": "pt"})
+        os.replace(path.with_suffix(".tmp"), path)
+
+
+def check_pipeline_output(out_dir) -> None:
+    """An output folder must be new, empty or a previous pipeline (regenerated whole): checked before training."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) \
+            and not (out_dir / "pipeline.json").is_file():
+        raise FusionFramesError(f"{out_dir} is not empty and not a pipeline folder; choose another --output")
 
 
 def assemble_pipeline(out_dir, keyframes, interpolation, movq, text_encoder: str = PACKAGED_TEXT_ENCODER,
-                      weights_dtype: Optional[str] = None, **settings) -> Path:
+                      weights_dtype: Optional[str] = None, model_card=None, **settings) -> Path:
     """A pipeline folder from stage outputs: ``keyframes`` and ``interpolation`` are the stages' ``final``
     folders, ``movq`` a MoVQ folder (the video decoder's, usually); ``weights_dtype`` ("float16", …) the storage
-    precision. Written atomically; a model card (README.md) already in ``out_dir`` is kept."""
+    precision; ``model_card`` a markdown file copied in as README.md. Written atomically: a previous pipeline in
+    ``out_dir`` is replaced only once the new one is complete."""
     unknown = set(settings) - set(KV1_DEFAULTS)
     if unknown:
         raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
@@ -67,20 +82,20 @@ def assemble_pipeline(out_dir, keyframes, interpolation, movq, text_encoder: str
     if missing:
         raise FusionFramesError(f"cannot assemble a pipeline; missing {', '.join(missing)}")
     out_dir = Path(out_dir)
-    card = None
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / "pipeline.json").is_file():
-            raise FusionFramesError(f"{out_dir} is not empty and not a pipeline folder; choose another --output")
-        card = (out_dir / "README.md").read_text() if (out_dir / "README.md").is_file() else None
-        shutil.rmtree(out_dir)  # a previous assembly: regenerated whole
+    check_pipeline_output(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    aside = out_dir.with_name(f".{out_dir.name}.previous")
+    shutil.rmtree(aside, ignore_errors=True)
     with staged_folder(out_dir) as staging:
         for name, source in parts.items():
             shutil.copytree(source, staging / name)
         if weights_dtype is not None:
             cast_weights(staging, DTYPES[weights_dtype])
-        if card is not None:
-            (staging / "README.md").write_text(card)
+        if model_card is not None:
+            shutil.copyfile(model_card, staging / "README.md")
         (staging / "pipeline.json").write_text(json.dumps({"text_encoder": text_encoder, **settings}, indent=1)
                                                + "\n")
+        if out_dir.exists():
+            os.replace(out_dir, aside)
+    shutil.rmtree(aside, ignore_errors=True)
     return out_dir

@@ -435,7 +435,7 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings]) == 0
     full = FusionFramesPipeline.from_pretrained(tmp_path / "model")
     full.progress = False
-    (tmp_path / "model" / "README.md").write_text("model card")
+    (recipe / "MODEL_CARD.md").write_text("model card")
     weights = lambda: sum(f.stat().st_size for f in (tmp_path / "model").rglob("*.safetensors"))  # noqa: E731
     size = weights()
     assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings,
@@ -452,10 +452,15 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     frames = run(pipe)
     assert frames.shape == (1, 5, 32, 32, 3)
     assert np.abs(frames - run(full)).max() < 0.05  # float16 storage: rounding of the weights only
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
     for extra, message in ((["--weights-dtype", "float12"], "unknown --weights-dtype 'float12'"),
-                           (["--settings", '{"num_keyframe": 3}'], "unknown pipeline settings ['num_keyframe']")):
+                           (["--settings", '{"num_keyframe": 3}'], "unknown pipeline settings ['num_keyframe']"),
+                           (["--settings", '{"sampler": "dpmpp"}'], "unknown sampler 'dpmpp' in --settings"),
+                           (["--output", "notes"], "notes is not empty and not a pipeline folder")):
         assert main(["train-recipe", str(recipe), "--output", "other"] + extra) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("train_values, message", [
