@@ -1,8 +1,10 @@
 """Measuring a text-to-video model: ``alignment`` reads procedural-style videos' labels from their pixels and scores
-a generator on the held-out prompt set of ``prompts`` (shipped as ``prompts.jsonl``)."""
+a generator on the held-out prompt set of ``prompts`` (shipped as ``prompts.jsonl``); ``metrics`` holds the field's
+distribution and reconstruction metrics (Fréchet distance, inception score, PSNR, SSIM, MSE)."""
 
 from .alignment import (ATTRIBUTES, FPS_LEVELS, GROUPS, TARGETS, classify_color, classify_shape, degrade,
                         evaluate_alignment, evaluate_renders, format_markdown, read_video_labels, render_times)
+from .metrics import feature_statistics, frechet_distance, inception_score, mse, psnr, ssim
 
 _PROMPTS = ("PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of")
 
@@ -16,4 +18,5 @@ def __getattr__(name):  # the prompts module loads on first use (so ``python -m 
 
 __all__ = ["ATTRIBUTES", "FPS_LEVELS", "GROUPS", "TARGETS", "classify_color", "classify_shape", "degrade",
            "evaluate_alignment", "evaluate_renders", "format_markdown", "read_video_labels", "render_times",
-           "PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of"]
+           "PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of", "feature_statistics",
+           "frechet_distance", "inception_score", "mse", "psnr", "ssim"]
