@@ -260,3 +260,98 @@ def utilisation_markdown(result: dict) -> str:
             "", "| operator | share of CPU time | calls |", "|---|---|---|"]
     rows += [f"| {op['op']} | {100 * op['share']:.1f}% | {op['calls']} |" for op in result["top_ops"]]
     return "\n".join(rows) + "\n"
+
+
+def _scaling_point(model, num_keyframes: int, size: int, batch: int, repeats: int, queue) -> None:
+    """Child process: one keyframe U-Net call at (T, size, batch); its time and the memory it adds at peak."""
+    try:
+        pipe = FusionFramesPipeline.from_pretrained(model)
+        unet = pipe.keyframe_unet
+        h, w = pipe.valid_size(size, size)
+        context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
+        x = torch.randn(batch, unet.config.out_channels, num_keyframes, h, w)
+        ctx, msk = context[None].expand(batch, -1, -1), mask[None].expand(batch, -1)
+        before = peak_memory_mb()
+        result = measure(lambda: unet(x, 500, ctx, msk), repeats)
+        queue.put(dict(num_keyframes=num_keyframes, size=size, batch=batch, seconds=result["seconds"],
+                       flops=result["flops"], memory_mb=peak_memory_mb() - before))
+    except BaseException as error:
+        queue.put(dict(error=f"{type(error).__name__}: {error}"))
+
+
+SCALING = {"num_keyframes": (4, 8, 16, 32), "size": (64, 128, 256), "batch": (1, 2, 4)}
+
+
+def bench_scaling(model, repeats: int = 2, base=(16, 128, 1), sweeps: Optional[dict] = None) -> dict:
+    """Time and added peak memory of one keyframe U-Net call against keyframes, resolution and batch (one varied
+    at a time from ``base`` = (T, side, batch)), each point in a fresh process; with the log-log slope between the
+    smallest and largest point of each sweep (1 = linear); ``sweeps`` {axis: values} defaults to ``SCALING``."""
+    import math
+    import multiprocessing
+
+    from .errors import FusionFramesError
+
+    FusionFramesPipeline.from_pretrained(model)  # bad folders fail here
+    mp = multiprocessing.get_context("spawn")
+    result = {}
+    for axis, values in (sweeps or SCALING).items():
+        points = []
+        for value in values:
+            t, size, batch = base
+            t, size, batch = {"num_keyframes": (value, size, batch), "size": (t, value, batch),
+                              "batch": (t, size, value)}[axis]
+            results = mp.Queue()
+            process = mp.Process(target=_scaling_point, args=(str(model), t, size, batch, repeats, results))
+            process.start()
+            point = results.get()
+            process.join()
+            if "error" in point:
+                raise FusionFramesError(f"scaling point {axis}={value} failed: {point['error']}")
+            points.append(point)
+        x0, x1 = math.log(points[0][axis]), math.log(points[-1][axis])
+        # Work grows with frames × pixels × batch; an axis's own exponent is relative to that unit (pixels ∝ side²).
+        unit = 2 if axis == "size" else 1
+        slope = lambda key: (math.log(points[-1][key]) - math.log(points[0][key])) / (x1 - x0) / unit  # noqa
+        result[axis] = dict(points=points, time_exponent=slope("seconds"), flops_exponent=slope("flops"),
+                            memory_exponent=slope("memory_mb") if min(p["memory_mb"] for p in points) > 0 else None)
+    return dict(base=dict(zip(("num_keyframes", "size", "batch"), base)), sweeps=result)
+
+
+def plot_scaling(result: dict, png) -> None:
+    """One log-log panel per axis: seconds (blue) and added memory (orange), each normalised to its first point."""
+    import math
+
+    from PIL import Image, ImageDraw
+
+    panel, pad = 300, 40
+    image = Image.new("RGB", (panel * len(result["sweeps"]), panel), "white")
+    draw = ImageDraw.Draw(image)
+    for i, (axis, sweep) in enumerate(result["sweeps"].items()):
+        left, right, top, bottom = i * panel + pad, (i + 1) * panel - 10, 20, panel - pad
+        draw.rectangle([left, top, right, bottom], outline="black")
+        xs = [math.log(p[axis]) for p in sweep["points"]]
+        series = {(40, 90, 200): [p["seconds"] for p in sweep["points"]],
+                  (230, 130, 20): [max(p["memory_mb"], 1e-3) for p in sweep["points"]]}
+        ys = [math.log(v / vals[0]) for vals in series.values() for v in vals]
+        lo, hi = min(ys + [0.0]), max(ys + [0.0]) or 1.0
+        px = lambda v: left + (v - xs[0]) / (xs[-1] - xs[0]) * (right - left)  # noqa: E731
+        py = lambda v: bottom - (v - lo) / (hi - lo) * (bottom - top)  # noqa: E731
+        for colour, vals in series.items():
+            draw.line([(px(x), py(math.log(v / vals[0]))) for x, v in zip(xs, vals)], fill=colour, width=2)
+        draw.text((left, bottom + 6), f"{axis}: {sweep['points'][0][axis]} .. {sweep['points'][-1][axis]} (log)",
+                  fill="black")
+        draw.text((left + 4, top + 4), f"time ×{math.exp(hi):.3g} max", fill=(40, 90, 200))
+    image.save(png)
+
+
+def scaling_markdown(result: dict) -> str:
+    rows = ["| axis | value | s per call | GFLOP | added peak MB |", "|---|---|---|---|---|"]
+    for axis, sweep in result["sweeps"].items():
+        for p in sweep["points"]:
+            rows.append(f"| {axis} | {p[axis]} | {p['seconds']:.3f} | {p['flops'] / 1e9:.1f} | "
+                        f"{p['memory_mb']:.0f} |")
+    rows += ["", "| axis | time exponent | FLOP exponent | memory exponent |", "|---|---|---|---|"]
+    for axis, sweep in result["sweeps"].items():
+        mem = "—" if sweep["memory_exponent"] is None else f"{sweep['memory_exponent']:.2f}"
+        rows.append(f"| {axis} | {sweep['time_exponent']:.2f} | {sweep['flops_exponent']:.2f} | {mem} |")
+    return "\n".join(rows) + "\n"

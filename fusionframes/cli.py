@@ -272,6 +272,13 @@ def _bench(args):
             _load_pipeline(None, device)  # raises the default model's own message
         result = bench.bench_pipeline(args.model or DEFAULT_MODEL, str(device), dtype, args.repeats)
         table = bench.pipeline_markdown(result)
+    elif args.what == "scaling":
+        if args.model is None and not (DEFAULT_MODEL / "pipeline.json").is_file():
+            _load_pipeline(None, device)
+        result = bench.bench_scaling(args.model or DEFAULT_MODEL, args.repeats)
+        table = bench.scaling_markdown(result)
+        if args.out:
+            bench.plot_scaling(result, Path(args.out) / "scaling.png")
     else:
         pipe = _load_pipeline(args.model, device, dtype)
         pipe.progress = False
@@ -367,8 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress")
     p.set_defaults(run=_eval_alignment)
 
-    p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation")
-    p.add_argument("what", choices=["interpolation", "pipeline", "utilisation"])
+    p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation, "
+                                          "scaling (CPU)")
+    p.add_argument("what", choices=["interpolation", "pipeline", "utilisation", "scaling"])
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")

@@ -57,3 +57,13 @@ def test_bench_pipeline_runs_each_level_in_its_own_process(pipe, tmp_path, capsy
     assert result["one_stage"]["frames"] == 33 and result["one_stage_ratio"] > 0
     assert main(["bench", "pipeline", "--model", str(tmp_path / "missing")]) == 2
     assert "model folder not found" in capsys.readouterr().err
+
+
+def test_scaling_with_batch_is_linear_in_flops(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    result = bench.bench_scaling(tmp_path / "model", repeats=1, base=(3, 16, 1), sweeps={"batch": (1, 4)})
+    sweep = result["sweeps"]["batch"]
+    assert [p["batch"] for p in sweep["points"]] == [1, 4]
+    assert sweep["flops_exponent"] == pytest.approx(1.0, abs=0.01) and sweep["points"][0]["seconds"] > 0
+    bench.plot_scaling(result, tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and "| batch | 4 |" in bench.scaling_markdown(result)
