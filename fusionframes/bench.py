@@ -355,3 +355,106 @@ def scaling_markdown(result: dict) -> str:
         mem = "—" if sweep["memory_exponent"] is None else f"{sweep['memory_exponent']:.2f}"
         rows.append(f"| {axis} | {sweep['time_exponent']:.2f} | {sweep['flops_exponent']:.2f} | {mem} |")
     return "\n".join(rows) + "\n"
+
+
+# The text encoder of the official weights is Flan-UL2's encoder half; its size from its public config (d_model 4096,
+# 32 layers, d_ff 16384, 16 heads × 256, vocabulary 32128), counted as T5EncoderModel builds it.
+FLAN_UL2_ENCODER = dict(vocab_size=32128, d_model=4096, d_kv=256, d_ff=16384, num_layers=32, num_heads=16,
+                        feed_forward_proj="gated-silu", tie_word_embeddings=False)
+FULL_SIZE_PARTS = {"keyframe U-Net": "kv1-keyframe-unet", "interpolation U-Net": "kv1-interpolation-unet",
+                   "MoVQ": "kv1-movq"}
+BYTES = {"float32": 4, "bfloat16": 2}
+
+
+def full_size_weights() -> dict:
+    """Parameters and weight bytes per dtype of every full-size KV 1.0 component (built on the meta device)."""
+    from transformers import T5Config, T5EncoderModel
+
+    from .models.presets import preset_parameters
+
+    counts = {part: preset_parameters(preset) for part, preset in FULL_SIZE_PARTS.items()}
+    with torch.device("meta"):
+        encoder = T5EncoderModel(T5Config(**FLAN_UL2_ENCODER))
+    counts = {"text encoder (Flan-UL2 encoder)": sum(p.numel() for p in encoder.parameters()), **counts}
+    return {part: dict(parameters=n, **{f"{dtype}_gb": n * size / 1e9 for dtype, size in BYTES.items()})
+            for part, n in counts.items()}
+
+
+def _activation_point(preset: str, latent: int, frames: int, queue) -> None:
+    """Child process: a full-size U-Net in bfloat16 with random weights; the memory one sampling step adds (a
+    guidance batch of 2) at ``latent``² latents and ``frames`` frames (keyframes, or output frames for the
+    interpolation model, i.e. 3 per group)."""
+    try:
+        from .models.presets import build_preset
+
+        model = build_preset(preset, device="meta").to_empty(device="cpu").to(torch.bfloat16).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.normal_(0, 0.02)
+        weights = peak_memory_mb()
+        x = torch.randn(2, 4, frames, latent, latent, dtype=torch.bfloat16)
+        with torch.no_grad():
+            if preset == "kv1-keyframe-unet":
+                model(x, 500, torch.randn(2, 16, 4096, dtype=torch.bfloat16))
+            else:
+                groups = frames // 3
+                model(x, 500, torch.randn(2, 4, groups + 1, latent, latent, dtype=torch.bfloat16), 3)
+        queue.put(dict(preset=preset, latent=latent, frames=frames, weights_rss_mb=weights,
+                       added_mb=peak_memory_mb() - weights))
+    except BaseException as error:
+        queue.put(dict(error=f"{type(error).__name__}: {error}"))
+
+
+def bench_memory(measure_activations: bool = False, latents=(8, 16), keyframes: int = 15) -> dict:
+    """Weight bytes of the full-size KV 1.0 pipeline, and (``measure_activations``) the memory one keyframe and
+    one interpolation step add, measured with the real full-size modules at small latent sizes (each in a fresh
+    process) and extrapolated linearly in latent pixels to 64² (= 512² frames): the attention kernels keep no
+    score matrices, so activations grow with pixels × frames."""
+    import multiprocessing
+
+    from .errors import FusionFramesError
+
+    result = dict(weights=full_size_weights())
+    if not measure_activations:
+        return result
+    mp = multiprocessing.get_context("spawn")
+    steps = {}
+    # The largest interpolation step is the second pass: 4T−3 = 57 frames in, 56 groups, 168 new frames.
+    for preset, frames in (("kv1-keyframe-unet", keyframes), ("kv1-interpolation-unet", 3 * (4 * keyframes - 4))):
+        points = []
+        for latent in latents:
+            results = mp.Queue()
+            process = mp.Process(target=_activation_point, args=(preset, latent, frames, results))
+            process.start()
+            point = results.get()
+            process.join()
+            if "error" in point:
+                raise FusionFramesError(f"{preset} at {latent}² latents failed: {point['error']}")
+            points.append(point)
+        (a, b) = points[0], points[-1]
+        per_pixel = (b["added_mb"] - a["added_mb"]) / (b["latent"] ** 2 - a["latent"] ** 2)
+        extrapolated = a["added_mb"] + per_pixel * (64 ** 2 - a["latent"] ** 2)
+        steps[preset] = dict(points=points, frames=frames, activations_at_512_gb=extrapolated / 1e3)
+    result["steps"] = steps
+    weights = {FULL_SIZE_PARTS[k]: v["bfloat16_gb"] for k, v in result["weights"].items() if k in FULL_SIZE_PARTS}
+    result["peak_with_offload_bf16_gb"] = max(
+        [v["bfloat16_gb"] for v in result["weights"].values()]
+        + [weights[p] + s["activations_at_512_gb"] for p, s in steps.items()])
+    result["fits_24_gb"] = result["peak_with_offload_bf16_gb"] < 24
+    return result
+
+
+def memory_markdown(result: dict) -> str:
+    rows = ["| component | parameters | float32 GB | bfloat16 GB |", "|---|---:|---:|---:|"]
+    rows += [f"| {part} | {w['parameters']:,} | {w['float32_gb']:.2f} | {w['bfloat16_gb']:.2f} |"
+             for part, w in result["weights"].items()]
+    if "steps" in result:
+        rows += ["", "| step (bf16, guidance batch 2) | frames | added MB at measured latents | extrapolated to 64² "
+                     "latents (512²) |", "|---|---:|---|---:|"]
+        for preset, step in result["steps"].items():
+            measured = ", ".join(f"{p['latent']}²: {p['added_mb']:.0f}" for p in step["points"])
+            rows.append(f"| {preset} | {step['frames']} | {measured} | {step['activations_at_512_gb']:.1f} GB |")
+        rows.append(f"\nLargest resident set with model CPU offload (bf16): "
+                    f"{result['peak_with_offload_bf16_gb']:.1f} GB — "
+                    f"{'within' if result['fits_24_gb'] else 'over'} 24 GB.")
+    return "\n".join(rows) + "\n"

@@ -272,6 +272,9 @@ def _bench(args):
             _load_pipeline(None, device)  # raises the default model's own message
         result = bench.bench_pipeline(args.model or DEFAULT_MODEL, str(device), dtype, args.repeats)
         table = bench.pipeline_markdown(result)
+    elif args.what == "memory":
+        result = bench.bench_memory(measure_activations=args.measure)
+        table = bench.memory_markdown(result)
     elif args.what == "scaling":
         if args.model is None and not (DEFAULT_MODEL / "pipeline.json").is_file():
             _load_pipeline(None, device)
@@ -375,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_eval_alignment)
 
     p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation, "
-                                          "scaling (CPU)")
-    p.add_argument("what", choices=["interpolation", "pipeline", "utilisation", "scaling"])
+                                          "scaling (CPU), full-size memory")
+    p.add_argument("what", choices=["interpolation", "pipeline", "utilisation", "scaling", "memory"])
+    p.add_argument("--measure", action="store_true", help="memory: also run full-size U-Net steps (≈ 9 GB RAM each)")
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")

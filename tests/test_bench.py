@@ -67,3 +67,15 @@ def test_scaling_with_batch_is_linear_in_flops(pipe, tmp_path):
     assert sweep["flops_exponent"] == pytest.approx(1.0, abs=0.01) and sweep["points"][0]["seconds"] > 0
     bench.plot_scaling(result, tmp_path / "scaling.png")
     assert (tmp_path / "scaling.png").stat().st_size > 0 and "| batch | 4 |" in bench.scaling_markdown(result)
+
+
+def test_full_size_weights_per_component_and_dtype():
+    weights = bench.full_size_weights()
+    layer = 4 * 4096 * 4096 + 3 * 4096 * 16384 + 2 * 4096  # attention, gated FFN, two norms
+    flan_ul2_encoder = 32 * layer + 32128 * 4096 + 4096 + 32 * 16  # + embeddings, final norm, relative bias
+    assert weights["text encoder (Flan-UL2 encoder)"]["parameters"] == flan_ul2_encoder == 8_721_797_632
+    assert weights["keyframe U-Net"]["parameters"] == 4143739012
+    assert weights["interpolation U-Net"]["parameters"] == 3872572046
+    assert weights["MoVQ"]["parameters"] == 270603567
+    assert weights["keyframe U-Net"]["bfloat16_gb"] == pytest.approx(2 * 4143739012 / 1e9)
+    assert "| MoVQ | 270,603,567 |" in bench.memory_markdown(dict(weights=weights))
