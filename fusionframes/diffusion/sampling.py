@@ -19,22 +19,24 @@ from .schedule import Schedule, predicted_x0
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def dynamic_threshold(x0: torch.Tensor, percentile: Optional[float], frames_per_unit: int = 1) -> torch.Tensor:
-    """Imagen's dynamic thresholding as KV 1.0 applies it: per unit, q = max(percentile of |x̂₀|, 1), then
-    clip to ±q and divide by q (``percentile=None``: clip to ±1).
+def dynamic_threshold(x0: torch.Tensor, percentile: Optional[float], frames_per_unit: int = 1,
+                      data_range: float = 1.0) -> torch.Tensor:
+    """Imagen's dynamic thresholding as KV 1.0 applies it: per unit, q = max(percentile of |x̂₀|, r), then
+    clip to ±q and rescale by r / q (``percentile=None``: clip to ±r). ``data_range`` r is where the data lives
+    (±1 for KV 1.0's latents, as for Imagen's pixels); values inside it are never changed.
 
     The official code thresholds each *batch element*, which is a frame for the keyframe model and a group of 3
     frames for the interpolation model: ``frames_per_unit`` reproduces that on (B, C, F, h, w) video latents.
     """
     if percentile is None:
-        return x0.clamp(-1.0, 1.0)
+        return x0.clamp(-data_range, data_range)
     units = rearrange(x0, "b c (u k) h w -> (b u) (c k h w)", k=frames_per_unit) if x0.ndim == 5 else x0.flatten(1)
-    q = torch.quantile(units.abs().float(), percentile, dim=-1).clamp(min=1.0).to(x0.dtype)
+    q = torch.quantile(units.abs().float(), percentile, dim=-1).clamp(min=data_range).to(x0.dtype)
     if x0.ndim == 5:
         q = rearrange(q, "(b u) -> b 1 u 1 1", b=x0.shape[0]).repeat_interleave(frames_per_unit, dim=2)
     else:
         q = q.view(-1, *(1,) * (x0.ndim - 1))
-    return torch.maximum(torch.minimum(x0, q), -q) / q
+    return torch.maximum(torch.minimum(x0, q), -q) * (data_range / q)
 
 
 def _check_finite(x: torch.Tensor, stage: str, step: int):
@@ -46,8 +48,13 @@ def _check_finite(x: torch.Tensor, stage: str, step: int):
 @torch.no_grad()
 def sample_ancestral(denoise: Denoise, noise: torch.Tensor, schedule: Schedule, prediction_type: str,
                      generator=None, threshold_percentile: Optional[float] = 0.98, frames_per_unit: int = 1,
-                     callback: Optional[Callable] = None, stage: str = "sampling", progress: bool = True):
+                     callback: Optional[Callable] = None, stage: str = "sampling", progress: bool = True,
+                     threshold_range: float = 1.0):
     """Ancestral DDPM posterior sampling with dynamic thresholding of x̂₀ (KV 1.0 ``BaseDiffusion``).
+
+    ``threshold_range``: the latents' natural range r (see :func:`dynamic_threshold`); 1 for KV 1.0's MoVQ. A
+    latent space that spans more (a MoVQ trained from scratch) needs its own r, or thresholding pulls every
+    latent toward 0 and shifts the decoded colours.
 
     ``noise`` is x_T. Step i feeds the network timestep i·``schedule.timestep_scale``. Posterior noise comes from
     ``generator`` (one per sample for per-sample reproducibility; None = the global RNG, which reproduces the
@@ -69,7 +76,7 @@ def sample_ancestral(denoise: Denoise, noise: torch.Tensor, schedule: Schedule, 
         prediction = denoise(x, t * schedule.timestep_scale)
         sqrt_a, sqrt_1ma = alphas_cumprod[i].sqrt(), (1.0 - alphas_cumprod[i]).sqrt()
         x0 = dynamic_threshold(predicted_x0(prediction, x, sqrt_a, sqrt_1ma, prediction_type),
-                               threshold_percentile, frames_per_unit)
+                               threshold_percentile, frames_per_unit, threshold_range)
         mean = coef_x0[i] * x0 + coef_xt[i] * x
         # Drawn at every step, the last included, as the official loop does: the global RNG then matches it.
         z = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)

@@ -60,6 +60,7 @@ class TrainConfig:
     log_every: int = 10
     sample_every: int = 0  # write output_dir/samples/step_N.mp4 every N steps (0: never)
     sample_size: int = 2  # clips (or captions) per sample video
+    sample_threshold_range: float = 1.0  # the latents' range for the samples' dynamic thresholding (KV 1.0: 1)
     seed: int = 0
 
 
@@ -142,6 +143,8 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     for name in ("caption_dropout", "unconditional"):
         if not 0 <= getattr(t, name) <= 1:
             raise FusionFramesError(f"train.{name} is a rate in [0, 1], got {getattr(t, name)}")
+    if not t.sample_threshold_range > 0:
+        raise FusionFramesError(f"train.sample_threshold_range must be > 0, got {t.sample_threshold_range}")
     if not 0 <= t.max_perturbation < 1000:
         raise FusionFramesError(f"train.max_perturbation must lie in [0, 999] (timesteps), got {t.max_perturbation}")
     if config.train.mixed_precision not in ("no", "bf16", "fp16"):

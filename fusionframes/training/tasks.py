@@ -158,7 +158,8 @@ def generate_from_captions(task, captions, shape, generator, steps: int = 25, we
     denoise = guided(lambda x, t, c, m: task.unet(x, t, c, m), weight, {"c": context, "m": mask},
                      {"c": null, "m": null_mask})
     noise = torch.randn(shape, generator=generator).to(context.device)
-    return sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False)
+    return sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False,
+                            threshold_range=task.config.train.sample_threshold_range)
 
 
 class T2ITask(Task):
@@ -266,7 +267,7 @@ class InterpolationTask(Task):
         middle = sample_ancestral(self.denoiser(keyframes, skip, weight), torch.randn(
             (video.shape[0], video.shape[1], video.shape[2] - keyframes.shape[2], *video.shape[-2:]),
             generator=generator).to(video.device), Schedule.cosine(steps), "v_prediction", generator,
-            frames_per_unit=3, progress=False)
+            frames_per_unit=3, progress=False, threshold_range=self.config.train.sample_threshold_range)
         groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
         rebuilt = torch.cat([keyframes[:, :, :-1, None], groups], dim=3)
         rebuilt = torch.cat([rearrange(rebuilt, "b c g k h w -> b c (g k) h w"), keyframes[:, :, -1:]], dim=2)

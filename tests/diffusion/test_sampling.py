@@ -68,6 +68,17 @@ def test_dynamic_threshold_per_unit():
     assert torch.equal(dynamic_threshold(torch.full((1, 3), 5.0), None), torch.ones(1, 3))
 
 
+def test_dynamic_threshold_leaves_a_wider_latent_range_alone():
+    inside = torch.tensor([[1.5, -2.0, 0.3]])  # within r = 2: unchanged (with r = 1 it would shrink by 2)
+    assert torch.equal(dynamic_threshold(inside, 0.98, data_range=2.0), inside)
+    assert not torch.allclose(dynamic_threshold(inside, 0.98), inside)
+    outside = torch.tensor([[0.5, 8.0]])
+    q = torch.quantile(outside.abs(), 0.98)
+    torch.testing.assert_close(dynamic_threshold(outside, 0.98, data_range=2.0),
+                               torch.tensor([[0.5 * 2 / q, 2.0]]))
+    assert torch.equal(dynamic_threshold(outside, None, data_range=2.0), torch.tensor([[0.5, 2.0]]))
+
+
 def test_parameterisations_are_consistent():
     x0, noise = torch.randn(3, 4), torch.randn(3, 4)
     schedule = Schedule.cosine(20)
