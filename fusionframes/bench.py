@@ -387,7 +387,8 @@ def _activation_point(preset: str, latent: int, frames: int, queue) -> None:
     try:
         from .models.presets import build_preset
 
-        model = build_preset(preset, device="meta").to_empty(device="cpu").to(torch.bfloat16).eval()
+        # Cast on the meta device first: allocating float32 and then casting would need 1.5× the weights.
+        model = build_preset(preset, device="meta").to(torch.bfloat16).to_empty(device="cpu").eval()
         with torch.no_grad():
             for p in model.parameters():
                 p.normal_(0, 0.02)
