@@ -7,6 +7,9 @@ drawn before timing. FLOPs are counted once per call with ``torch.utils.flop_cou
 invisible to the counter; timing uses the normal kernels).
 """
 
+import math
+import multiprocessing
+import queue
 import statistics
 import sys
 import time
@@ -16,6 +19,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from .errors import FusionFramesError
 from .models import MaskedInterpolationUNet
 from .models.interpolation import masked_windows
 from .pipeline import PASSES, FusionFramesPipeline
@@ -142,6 +146,27 @@ def peak_memory_mb() -> Optional[float]:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
+    """Run ``target(*args, queue)`` in a spawned process (its peak memory is then its own) and return the dict it
+    puts on the queue; a child that reports an error or dies (out of memory) becomes a FusionFramesError naming
+    ``what`` instead of a wait that never ends."""
+    mp = multiprocessing.get_context("spawn")
+    results = mp.Queue()
+    process = mp.Process(target=target, args=(*args, results))
+    process.start()
+    while True:
+        try:
+            result = results.get(timeout=5)
+            break
+        except queue.Empty:
+            if not process.is_alive():
+                raise FusionFramesError(f"{what} died (exit code {process.exitcode}); out of memory?") from None
+    process.join()
+    if "error" in result:
+        raise FusionFramesError(f"{what} failed: {result['error']}")
+    return result
+
+
 def _run_level(model, fps: str, device: str, dtype, repeats: int, queue) -> None:
     """Child process: load, warm up, generate ``repeats`` times at ``fps``; report median stage seconds and peaks."""
     try:
@@ -162,29 +187,9 @@ def bench_pipeline(model, device: str = "cpu", dtype=None, repeats: int = 1) -> 
     """Seconds per stage (median of ``repeats`` after a warm-up) and peak memory at fps low / medium / high, each
     level in a fresh process so that the peak is its own; and the one-stage alternative: the keyframe U-Net
     denoising all 16T−15 frames directly (per-step time × steps + the same decoding)."""
-    import multiprocessing
-    import queue as queues
-
-    from .errors import FusionFramesError
-
     pipe = FusionFramesPipeline.from_pretrained(model, device=device, dtype=dtype)  # bad folders fail here
-    mp = multiprocessing.get_context("spawn")
-    levels = {}
-    for fps in PASSES:
-        results = mp.Queue()
-        process = mp.Process(target=_run_level, args=(str(model), fps, device, dtype, repeats, results))
-        process.start()
-        while True:
-            try:
-                levels[fps] = results.get(timeout=5)
-                break
-            except queues.Empty:
-                if not process.is_alive():
-                    raise FusionFramesError(f"the fps {fps!r} run died (exit code {process.exitcode}); out of "
-                                            f"memory?") from None
-        process.join()
-        if "error" in levels[fps]:
-            raise FusionFramesError(f"the fps {fps!r} run failed: {levels[fps]['error']}")
+    levels = {fps: in_fresh_process(_run_level, (str(model), fps, device, dtype, repeats), f"the fps {fps!r} run")
+              for fps in PASSES}
     d = pipe.defaults
     h, w = pipe.valid_size(d["height"], d["width"])
     frames = levels["high"]["frames"]
@@ -286,13 +291,7 @@ def bench_scaling(model, repeats: int = 2, base=(16, 128, 1), sweeps: Optional[d
     """Time and added peak memory of one keyframe U-Net call against keyframes, resolution and batch (one varied
     at a time from ``base`` = (T, side, batch)), each point in a fresh process; with the log-log slope between the
     smallest and largest point of each sweep (1 = linear); ``sweeps`` {axis: values} defaults to ``SCALING``."""
-    import math
-    import multiprocessing
-
-    from .errors import FusionFramesError
-
     FusionFramesPipeline.from_pretrained(model)  # bad folders fail here
-    mp = multiprocessing.get_context("spawn")
     result = {}
     for axis, values in (sweeps or SCALING).items():
         points = []
@@ -300,14 +299,8 @@ def bench_scaling(model, repeats: int = 2, base=(16, 128, 1), sweeps: Optional[d
             t, size, batch = base
             t, size, batch = {"num_keyframes": (value, size, batch), "size": (t, value, batch),
                               "batch": (t, size, value)}[axis]
-            results = mp.Queue()
-            process = mp.Process(target=_scaling_point, args=(str(model), t, size, batch, repeats, results))
-            process.start()
-            point = results.get()
-            process.join()
-            if "error" in point:
-                raise FusionFramesError(f"scaling point {axis}={value} failed: {point['error']}")
-            points.append(point)
+            points.append(in_fresh_process(_scaling_point, (str(model), t, size, batch, repeats),
+                                           f"scaling point {axis}={value}"))
         x0, x1 = math.log(points[0][axis]), math.log(points[-1][axis])
         # Work grows with frames × pixels × batch; an axis's own exponent is relative to that unit (pixels ∝ side²).
         unit = 2 if axis == "size" else 1
@@ -319,8 +312,6 @@ def bench_scaling(model, repeats: int = 2, base=(16, 128, 1), sweeps: Optional[d
 
 def plot_scaling(result: dict, png) -> None:
     """One log-log panel per axis: seconds (blue) and added memory (orange), each normalised to its first point."""
-    import math
-
     from PIL import Image, ImageDraw
 
     panel, pad = 300, 40
@@ -411,28 +402,15 @@ def bench_memory(measure_activations: bool = False, latents=(8, 16), keyframes: 
     one interpolation step add, measured with the real full-size modules at small latent sizes (each in a fresh
     process) and extrapolated linearly in latent pixels to 64² (= 512² frames): the attention kernels keep no
     score matrices, so activations grow with pixels × frames."""
-    import multiprocessing
-
-    from .errors import FusionFramesError
-
     result = dict(weights=full_size_weights())
     if not measure_activations:
         return result
-    mp = multiprocessing.get_context("spawn")
     steps = {}
     # The largest interpolation step is the second pass: 4T−3 = 57 frames in, 56 groups, 168 new frames.
     for preset, frames in (("kv1-keyframe-unet", keyframes), ("kv1-interpolation-unet", 3 * (4 * keyframes - 4))):
-        points = []
-        for latent in latents:
-            results = mp.Queue()
-            process = mp.Process(target=_activation_point, args=(preset, latent, frames, results))
-            process.start()
-            point = results.get()
-            process.join()
-            if "error" in point:
-                raise FusionFramesError(f"{preset} at {latent}² latents failed: {point['error']}")
-            points.append(point)
-        (a, b) = points[0], points[-1]
+        points = [in_fresh_process(_activation_point, (preset, latent, frames), f"{preset} at {latent}² latents")
+                  for latent in latents]
+        a, b = points[0], points[-1]
         per_pixel = (b["added_mb"] - a["added_mb"]) / (b["latent"] ** 2 - a["latent"] ** 2)
         extrapolated = a["added_mb"] + per_pixel * (64 ** 2 - a["latent"] ** 2)
         steps[preset] = dict(points=points, frames=frames, activations_at_512_gb=extrapolated / 1e3)
