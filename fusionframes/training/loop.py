@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
 from ..video_io import staged_folder, write_video
-from .config import RunConfig, config_dict
+from .config import RunConfig, config_dict, load_config
 from .data import make_dataset
 from .plot import plot_loss
 from .tasks import TASKS
@@ -217,7 +217,9 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
     if resume and (output / "config.json").is_file():
         # Exact resume needs the same run: only the length and the reporting intervals may change.
         free = {"steps", "log_every", "checkpoint_every", "sample_every", "sample_size"}
-        saved, now = json.loads((output / "config.json").read_text()), json.loads(json.dumps(config_dict(config)))
+        # Through load_config, so options added since the run started compare at their defaults.
+        saved = json.loads(json.dumps(config_dict(load_config(json.loads((output / "config.json").read_text())))))
+        now = json.loads(json.dumps(config_dict(config)))
         for section in (saved, now):
             section["train"] = {k: v for k, v in section["train"].items() if k not in free}
         if saved != now:

@@ -239,7 +239,7 @@ class InterpolationTask(Task):
         self.unet = self.build(t2i, null)
 
     def build(self, t2i, null):
-        return InterpolationUNet.from_t2i(t2i, null_embedding=null)
+        return InterpolationUNet.from_t2i(t2i, null_embedding=null, keyframe_init=self.config.model.keyframe_init)
 
     def conditioning(self, video, generator):
         keyframes, middle = video[:, :, ::4], rearrange(video[:, :, 1:], "b c (g k) h w -> b c g k h w", k=4)

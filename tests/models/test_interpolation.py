@@ -63,6 +63,48 @@ def test_interpolation_from_t2i_predicts_t2i_of_the_middle_frame(t2i, with_null)
                 torch.testing.assert_close(out[:, :, 3 * i + j], expected, atol=1e-5, rtol=1e-4)
 
 
+def test_interpolation_keyframe_init_t2i_reads_the_keyframes_with_t2i_weights(t2i):
+    model = InterpolationUNet.from_t2i(t2i, keyframe_init="t2i")
+    w, t2i_w = model.in_layer.weight, t2i.in_layer.weight
+    for slot in (0, 2, 4):  # left keyframe, middle noisy frame, right keyframe
+        assert torch.equal(w[:, 4 * slot:4 * slot + 4], t2i_w)
+    assert torch.count_nonzero(w[:, 4:8]) == 0 and torch.count_nonzero(w[:, 12:16]) == 0
+    with pytest.raises(FusionFramesError, match="keyframe_init must be one of zeros, t2i, got 'ones'"):
+        InterpolationUNet.from_t2i(t2i, keyframe_init="ones")
+
+
+def test_interpolation_learns_to_use_its_keyframes(keyframe_init="t2i", steps=150):
+    """The conditioning path works: on frames that are linear blends of their keyframes, a few hundred steps make
+    the prediction at t = 900 (nearly pure noise) far better with the keyframes than with them zeroed."""
+    from fusionframes.diffusion.losses import diffusion_loss
+    from fusionframes.diffusion.schedule import Schedule
+    from fusionframes.models import Kandinsky3UNet
+
+    torch.manual_seed(0)
+    t2i = Kandinsky3UNet(**{**TINY, "context_dim": None, "dim_mult": (1, 2), "num_blocks": (1, 1),
+                            "add_cross_attention": (False, False), "add_self_attention": (False, True)})
+    model = InterpolationUNet.from_t2i(t2i, keyframe_init=keyframe_init)
+    schedule, gen = Schedule.cosine(1000), torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    blend = torch.tensor([0.25, 0.5, 0.75]).view(1, 1, 1, 3, 1, 1)
+
+    def loss(batch, t, zero_keyframes=False):
+        keyframes = torch.randn(batch, 4, 3, 8, 8, generator=gen)
+        middle = (keyframes[:, :, :-1, None] * (1 - blend) + keyframes[:, :, 1:, None] * blend).flatten(2, 3)
+        noise = torch.randn(middle.shape, generator=gen)
+        out = model(schedule.add_noise(middle, noise, t), t, keyframes * (not zero_keyframes), 1)
+        return diffusion_loss(out, middle, noise, t, schedule, "v_prediction")
+
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss(4, torch.randint(0, 1000, (4,), generator=gen)).backward()
+        optimizer.step()
+    with torch.no_grad():
+        late = torch.full((32,), 900)
+        with_keyframes, without = loss(32, late).item(), loss(32, late, zero_keyframes=True).item()
+    assert with_keyframes < 0.5 * without, (with_keyframes, without)
+
+
 def test_interpolation_from_t2i_inflates_the_weights(t2i):
     null = randn(CONTEXT_DIM, seed=4)
     model = InterpolationUNet.from_t2i(t2i, null_embedding=null)

@@ -161,6 +161,8 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     ({"stage": "keyframes", "output_dir": "x", "model": {"movq_path": "m"}}, "set model.init_from"),
     ({"stage": "t2i", "output_dir": "x"}, "set model.movq_path"),
     ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": "fp8"}}, "mixed_precision must be"),
+    ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
+     "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
 ])
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
@@ -481,6 +483,12 @@ def test_resume_refuses_a_changed_config_and_recovers_an_interrupted_swap(tmp_pa
     train(run(checkpoint_every=1), progress=False)
     with pytest.raises(FusionFramesError, match=r"changed config \(train.lr\)"):
         train(run(checkpoint_every=1, lr=0.5), resume=True, progress=False)
+    # A run saved before an option existed resumes: the option compares at its default.
+    saved = tmp_path / "r" / "config.json"
+    values = json.loads(saved.read_text())
+    del values["train"]["sample_threshold_range"], values["model"]["keyframe_init"]
+    saved.write_text(json.dumps(values))
+    assert train(run(checkpoint_every=1, steps=3), resume=True, progress=False)["step"] == 3
     checkpoint = tmp_path / "r" / "checkpoint"
     os.replace(checkpoint, checkpoint.with_name("checkpoint.old"))  # killed between the two renames
     result = train(config("movq", tmp_path / "r", steps=3, model={"movq": MOVQ}), resume=True, progress=False)
