@@ -197,6 +197,59 @@ def _train_recipe(args):
     print(f"wrote {path}")
 
 
+def _skips(text: str) -> list:
+    try:
+        skips = sorted({int(part) for part in text.split(",") if part.strip()} if "-" not in text
+                       else range(int(text.split("-")[0]), int(text.split("-")[1]) + 1))
+    except ValueError:
+        skips = []
+    if not skips or min(skips) < 1:
+        raise FusionFramesError(f"--skip takes skip-frames ≥ 1 as a list (1,3,6) or a range (1-12), got {text!r}")
+    return skips
+
+
+def _eval_interpolation(args):
+    from tqdm import tqdm
+
+    from .evaluation.interpolation import format_table, interpolation_quality, plot_skip_curve, procedural_clips
+    from .pipeline import DTYPES
+
+    skips = _skips(args.skip)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise FusionFramesError(f"--out {out} is a file; name a folder")
+    if args.clips < 1 or args.groups < 1:
+        raise FusionFramesError(f"--clips and --groups must be ≥ 1, got {args.clips} and {args.groups}")
+    if args.interpolation_steps is not None and not 1 <= args.interpolation_steps <= 1000:
+        raise FusionFramesError(f"--interpolation-steps must be from 1 to 1000, got {args.interpolation_steps}")
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+    pipe.progress = False
+    limit = pipe.interpolation_unet.skip_embeddings.num_embeddings - 1
+    if max(skips) > limit:
+        raise FusionFramesError(f"this interpolation model knows skip-frames up to {limit}, got {max(skips)}")
+    steps = args.interpolation_steps or pipe.defaults["interpolation_steps"]
+    rows = {}
+    with tqdm(total=args.clips * len(skips), unit="clip", disable=args.quiet) as bar:
+        for skip in skips:
+            clips = procedural_clips(args.clips, skip, args.groups, pipe.defaults["height"], seed=args.seed + skip)
+            rows[skip] = interpolation_quality(pipe, clips, skip, steps, seed=args.seed, progress=bar.update)
+    report = {"skip_frames": rows, "settings": dict(model=str(args.model or "default"), clips=args.clips,
+                                                     groups=args.groups, interpolation_steps=steps, seed=args.seed,
+                                                     size=pipe.defaults["height"], data="procedural held-out")}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "interpolation.json").write_text(json.dumps(report, indent=1))
+        (out / "interpolation.md").write_text(f"Settings: {json.dumps(report['settings'])}\n\n" + format_table(rows))
+        plot_skip_curve(rows, out / "interpolation_psnr.png")
+    print(json.dumps(report) if args.json else format_table(rows))
+
+
+def _eval(args):
+    return (_eval_interpolation if args.metric == "interpolation" else _eval_alignment)(args)
+
+
 def _eval_alignment(args):
     import numpy as np
     import torch
@@ -388,8 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dtype", help="store the weights in this precision (float16 halves the size)")
     p.set_defaults(run=_train_recipe)
 
-    p = sub.add_parser("eval", help="measure a model (alignment: the procedural domain's held-out prompt set)")
-    p.add_argument("metric", choices=["alignment"])
+    p = sub.add_parser("eval", help="measure a model: alignment (the procedural domain's held-out prompt set), "
+                                     "interpolation (PSNR/SSIM of in-between frames per skip-frame)")
+    p.add_argument("metric", choices=["alignment", "interpolation"])
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
     p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
@@ -404,7 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", help="also write the report as a markdown table here")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress")
-    p.set_defaults(run=_eval_alignment)
+    p.add_argument("--skip", default="1-12", help="interpolation: skip-frames, a list (1,3) or a range (1-12)")
+    p.add_argument("--clips", type=int, default=16, help="interpolation: held-out clips per skip-frame")
+    p.add_argument("--groups", type=int, default=2, help="interpolation: keyframe pairs per clip (4G+1 frames)")
+    p.add_argument("--out", help="interpolation: write interpolation.json, .md and a PSNR plot into this folder")
+    p.set_defaults(run=_eval)
 
     p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation, "
                                           "scaling (CPU), full-size memory")

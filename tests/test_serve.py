@@ -122,3 +122,15 @@ def test_one_generation_at_a_time_and_busy_beyond_the_queue(studio, monkeypatch)
     assert sorted(order) == [0, 1, 2] and active["max"] == 1 and studio.waiting == 0
     studio.generate(request(seed=5))  # admitted again once the queue drains
     assert order[-1] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--port", "0"], "--port must be between 1 and 65535, got 0"),
+    (["--max-queue", "-1"], "--max-queue must be ≥ 0, got -1"),
+    (["--dtype", "float8"], "unknown dtype 'float8'"),
+])
+def test_serve_cli_errors_before_loading_anything(args, message, capsys):
+    from fusionframes.cli import main
+
+    assert main(["serve", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The web demo in a real headless Chromium, driven by Playwright, with the embedded default model."""
 
+import os
 import socket
 from pathlib import Path
 
@@ -64,5 +65,7 @@ def test_prompt_to_playable_video_in_the_browser(page, tmp_path):
     assert page.locator("#keyframes img").count() == 16
     assert "seed **" not in page.locator("#settings").inner_text()  # rendered as markdown
     assert "seed 0" in page.locator("#settings").inner_text()
-    page.screenshot(path=str(tmp_path / "web-demo.png"), full_page=True)
-    assert (tmp_path / "web-demo.png").stat().st_size > 10_000
+    # FUSIONFRAMES_SCREENSHOT=docs/web-demo.png pytest tests/test_web_demo.py refreshes the README's picture.
+    shot = Path(os.environ.get("FUSIONFRAMES_SCREENSHOT") or tmp_path / "web-demo.png")
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000

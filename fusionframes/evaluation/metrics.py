@@ -2,7 +2,8 @@
 
 - Fréchet distance (FID/FVD): ``‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)`` over float64 feature statistics, the
   matrix square root by ``scipy.linalg.sqrtm`` with its imaginary round-off dropped, as StyleGAN-V's FVD and
-  pytorch-fid do (covariances with N − 1 normalisation, ``np.cov``'s default).
+  pytorch-fid do. ``feature_statistics`` normalises covariances by N − 1 (``np.cov``'s default, pytorch-fid);
+  StyleGAN-V's ``FeatureStats`` divides by N, which the FVD of ``i3d.py`` reproduces.
 - Inception score: ``exp(E_x KL(p(y|x) ‖ p(y)))`` per split, mean and standard deviation over splits (TGANv2's
   protocol uses 10 splits of C3D softmax outputs).
 - PSNR, MSE on images in [0, ``data_range``]; SSIM with an 11×11 Gaussian window (σ = 1.5), K₁ = 0.01, K₂ = 0.03,
