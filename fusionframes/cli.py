@@ -246,8 +246,74 @@ def _eval_interpolation(args):
     print(json.dumps(report) if args.json else format_table(rows))
 
 
+def _eval_protocol(args):
+    """UCF-101 (FVD + IS) or MSR-VTT (CLIPSIM): every file checked before the model loads; resumable in --out."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from .evaluation import protocols
+    from .pipeline import DTYPES
+
+    if not args.out:
+        raise FusionFramesError(f"eval {args.metric} needs --out DIR: its measurements are stored there batch by "
+                                f"batch, so a rerun resumes an interrupted run")
+    if args.dtype not in DTYPES:
+        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    if args.batch_size < 1 or (args.samples is not None and args.samples < 1):
+        raise FusionFramesError(f"--batch-size and --samples must be ≥ 1, got {args.batch_size} and {args.samples}")
+    device = _device(args.device)
+    if args.metric == "ucf101":
+        from .evaluation.c3d import InceptionScoreC3D
+        from .evaluation.i3d import FVD
+
+        for option in ("data", "i3d", "c3d", "c3d_mean"):
+            if not getattr(args, option):
+                raise FusionFramesError(f"eval ucf101 needs --{option.replace('_', '-')} (UCF-101 folder, "
+                                        f"i3d_torchscript.pt, conv3d_deepnetA_ucf.npz and mean2.npz)")
+        protocols.ucf101_videos(args.data)
+        measures = dict(fvd=FVD(args.i3d, device=device), inception=InceptionScoreC3D(args.c3d, args.c3d_mean,
+                                                                                      device=device))
+    else:
+        from .evaluation.clipsim import CLIPSim
+
+        if not args.captions or not args.clip:
+            raise FusionFramesError("eval msrvtt needs --captions (test_videodatainfo.json or one caption per line) "
+                                    "and --clip (a local CLIP model folder)")
+        captions = protocols.msrvtt_captions(args.captions)
+        clipsim = CLIPSim(args.clip, device=device)
+    pipe = _load_pipeline(args.model, device, DTYPES[args.dtype])
+    pipe.progress = False
+    settings = {k: v for k, v in dict(num_inference_steps=args.steps,
+                                      interpolation_steps=args.interpolation_steps).items() if v is not None}
+
+    def generate(prompts, seeds):
+        out = pipe(prompts, fps=args.fps, output_type="np", **settings,
+                   generator=[torch.Generator(device).manual_seed(s) for s in seeds])
+        return list((out.frames * 255).round().astype(np.uint8))
+
+    identity = dict(model=str(Path(args.model).resolve()) if args.model else "default", fps=args.fps,
+                    dtype=args.dtype, sampler=pipe.sampler, **{**{k: v for k, v in pipe.defaults.items()
+                                                                   if k in ("num_inference_steps",
+                                                                            "interpolation_steps")}, **settings})
+    common = dict(out=args.out, identity=identity, batch_size=args.batch_size, seed=args.seed)
+    if args.metric == "ucf101":
+        samples = args.samples or 2048
+        with tqdm(total=2 * samples, unit="clip", disable=args.quiet) as bar:
+            report = protocols.ucf101(generate, args.data, samples=samples, progress=bar.update, **measures,
+                                      **common)
+    else:
+        samples = min(args.samples or len(captions), len(captions))
+        with tqdm(total=samples, unit="video", disable=args.quiet) as bar:
+            report = protocols.msrvtt(generate, captions, clipsim, samples=samples, progress=bar.update, **common)
+    report["settings"] = identity
+    Path(args.out, f"{args.metric}.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=None if args.json else 1))
+
+
 def _eval(args):
-    return (_eval_interpolation if args.metric == "interpolation" else _eval_alignment)(args)
+    runs = {"alignment": _eval_alignment, "interpolation": _eval_interpolation}
+    return runs.get(args.metric, _eval_protocol)(args)
 
 
 def _eval_alignment(args):
@@ -443,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="measure a model: alignment (the procedural domain's held-out prompt set), "
                                      "interpolation (PSNR/SSIM of in-between frames per skip-frame)")
-    p.add_argument("metric", choices=["alignment", "interpolation"])
+    p.add_argument("metric", choices=["alignment", "interpolation", "ucf101", "msrvtt"])
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
     p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
@@ -461,7 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", default="1-12", help="interpolation: skip-frames, a list (1,3) or a range (1-12)")
     p.add_argument("--clips", type=int, default=16, help="interpolation: held-out clips per skip-frame")
     p.add_argument("--groups", type=int, default=2, help="interpolation: keyframe pairs per clip (4G+1 frames)")
-    p.add_argument("--out", help="interpolation: write interpolation.json, .md and a PSNR plot into this folder")
+    p.add_argument("--out", help="interpolation: write interpolation.json, .md and a PSNR plot into this folder; "
+                                 "ucf101/msrvtt: the resumable measurement folder (rerun to resume)")
+    p.add_argument("--samples", type=int, help="ucf101: videos per side (default 2048); msrvtt: captions (default all)")
+    p.add_argument("--data", help="ucf101: the UCF-101 folder of class folders")
+    p.add_argument("--i3d", help="ucf101: StyleGAN-V's i3d_torchscript.pt (or an I3D state dict)")
+    p.add_argument("--c3d", help="ucf101: TGANv2's conv3d_deepnetA_ucf.npz")
+    p.add_argument("--c3d-mean", help="ucf101: TGANv2's mean2.npz")
+    p.add_argument("--captions", help="msrvtt: test_videodatainfo.json or a text file, one caption per line")
+    p.add_argument("--clip", help="msrvtt: a local CLIP model folder (e.g. openai/clip-vit-base-patch32)")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation, "

@@ -23,7 +23,7 @@ as ``mean2.npz``.
 """
 
 from pathlib import Path
-from typing import Iterable, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -125,10 +125,11 @@ class InceptionScoreC3D:
         return rearrange(x, "t c h w -> c t h w").flip(0) - self.mean
 
     @torch.no_grad()
-    def probabilities(self, videos: Iterable) -> np.ndarray:
-        """(samples, classes) softmax outputs, classified ``batch_size`` clips at a time."""
+    def probabilities(self, videos: Iterable, samples: Optional[int] = None) -> np.ndarray:
+        """(samples, classes) softmax outputs, classified ``batch_size`` clips at a time (``samples`` overrides the
+        protocol's count)."""
         out = []
-        for batch in batches(videos, self.frames, self.samples, self.batch_size, "videos"):
+        for batch in batches(videos, self.frames, samples or self.samples, self.batch_size, "videos"):
             logits = self.classifier(torch.stack([self._prepare(clip) for clip in batch]))
             out.append(logits.double().softmax(dim=-1).cpu().numpy())
         return np.concatenate(out)

@@ -29,7 +29,7 @@ differs from the TF-Hub weights, so its scores are not comparable with published
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Iterator, List, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -200,6 +200,12 @@ def batches(videos: Iterable, frames: int, samples: int, batch_size: int, name: 
                             f"compute it on fewer (the score is then not comparable with published ones)")
 
 
+def stylegan_statistics(features: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance normalised by N (StyleGAN-V's FeatureStats), from (N, D) features."""
+    mu, sigma = feature_statistics(features)
+    return mu, sigma * (len(features) - 1) / len(features)
+
+
 class FVD:
     """``FVD(path_or_module)(real_videos, generated_videos)``: videos are (F, H, W, 3) arrays, any iterable of them."""
 
@@ -217,10 +223,11 @@ class FVD:
         return F.interpolate(x, (self.frames, self.size, self.size), mode="trilinear", align_corners=False)[0]
 
     @torch.no_grad()
-    def features(self, videos: Iterable, name: str = "videos") -> np.ndarray:
-        """(samples, 400) I3D logits, embedded ``batch_size`` clips at a time."""
+    def features(self, videos: Iterable, name: str = "videos", samples: Optional[int] = None) -> np.ndarray:
+        """(samples, 400) I3D logits, embedded ``batch_size`` clips at a time (``samples`` overrides the
+        protocol's count, as a protocol driver embedding one batch of its samples at a time does)."""
         out = []
-        for batch in batches(videos, self.frames, self.samples, self.batch_size, name):
+        for batch in batches(videos, self.frames, samples or self.samples, self.batch_size, name):
             x = torch.stack([self._prepare(clip) for clip in batch])
             if isinstance(self.detector, torch.jit.ScriptModule):
                 y = self.detector(x, rescale=False, resize=False, return_features=True)
@@ -231,9 +238,7 @@ class FVD:
 
     def statistics(self, videos: Iterable, name: str = "videos") -> Tuple[np.ndarray, np.ndarray]:
         """Mean and covariance of the features, the covariance normalised by N as StyleGAN-V's FeatureStats does."""
-        features = self.features(videos, name)
-        mu, sigma = feature_statistics(features)
-        return mu, sigma * (len(features) - 1) / len(features)
+        return stylegan_statistics(self.features(videos, name))
 
     def __call__(self, real: Iterable, generated: Iterable) -> float:
         return frechet_distance(*self.statistics(real, "real"), *self.statistics(generated, "generated"))
