@@ -28,7 +28,7 @@ from .video_io import write_video
 
 MAX_SEED = 2 ** 32 - 1
 EXAMPLES = ["a red ball moving to the right", "a yellow star drifting toward the upper left",
-            "a green square sliding down on a white background", "a blue triangle staying still",
+            "a green square sliding down on a gray background", "a blue triangle staying still",
             "a purple disc heading left"]
 
 

@@ -64,3 +64,24 @@ def test_generate_without_model_uses_the_default(tmp_path, capsys):
     stored = json.loads(read_metadata(out)["comment"])
     assert stored["prompt"] == "a green star moving up" and stored["sampler"] == "dpm++"
     assert stored["num_keyframes"] == 3
+
+
+def test_the_interpolation_model_reads_its_keyframes(pipe):
+    """At t = 900 (nearly pure noise) its x̂₀ of the in-between latents of held-out clips is far closer to the
+    truth with the true keyframes than with them zeroed (measured 0.17 vs 0.61 RMS). Its samples are still noise
+    (model card): this pins the part that works."""
+    from fusionframes.diffusion.schedule import Schedule
+    from fusionframes.evaluation.interpolation import procedural_clips
+
+    clip = next(procedural_clips(2, skip_frames=3, groups=2, size=128, batch_size=2))
+    schedule, t = Schedule.cosine(1000), torch.full((2,), 900)
+    with torch.no_grad():
+        latents = pipe.movq.encode(clip).float()
+        keyframes, middle = latents[:, :, ::4], torch.cat([latents[:, :, 1:4], latents[:, :, 5:8]], dim=2)
+        x_t = schedule.add_noise(middle, torch.randn(middle.shape, generator=torch.Generator().manual_seed(0)), t)
+        sqrt_a, sqrt_1ma = schedule.coefficients(t, middle)
+        error = {}
+        for name, given in (("keyframes", keyframes), ("zeros", torch.zeros_like(keyframes))):
+            x0 = sqrt_a * x_t - sqrt_1ma * pipe.interpolation_unet(x_t, t, given, 3)
+            error[name] = float(((x0 - middle) ** 2).mean().sqrt())
+    assert error["keyframes"] < 0.5 * error["zeros"], error
