@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -75,6 +76,8 @@ def _check_args(args):
         raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
     if args.sampler is not None and args.sampler not in SAMPLERS:
         raise FusionFramesError(f"unknown sampler {args.sampler!r}; choose {', '.join(SAMPLERS)}")
+    if args.guidance is not None and not math.isfinite(args.guidance):
+        raise FusionFramesError(f"--guidance must be a finite number, got {args.guidance}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
     return _device(args.device), DTYPES[args.dtype]
@@ -139,8 +142,8 @@ def _generate(args):
     if args.decode_dtype not in DTYPES:
         raise FusionFramesError(f"unknown --decode-dtype {args.decode_dtype!r}; choose {', '.join(DTYPES)}")
     pipe = _load_pipeline(args.model, device, dtype, args.text_encoder)
-    # nn.Module.to: MoVQ keeps no float32-only modules, so diffusers' cast warning does not apply.
-    nn.Module.to(pipe.movq, dtype=DTYPES[args.decode_dtype])
+    pipe.decode_dtype = DTYPES[args.decode_dtype]  # kept by later pipe.to() calls
+    nn.Module.to(pipe.movq, dtype=pipe.decode_dtype)
     _report(_render(pipe, args, device), args)
 
 
@@ -160,8 +163,12 @@ def _serve(args):
         raise FusionFramesError(f"--max-queue must be ≥ 0, got {args.max_queue}")
     pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
     pipe.progress = False
-    print(f"serving on http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
-    serve(pipe, args.host, args.port, Limits(max_queue=args.max_queue))
+    print(f"starting on http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
+    try:
+        serve(pipe, args.host, args.port, Limits(max_queue=args.max_queue))
+    except OSError as error:  # Gradio's "Cannot find empty port" and bind errors
+        raise FusionFramesError(f"cannot serve on {args.host}:{args.port} ({error}); choose another --port or "
+                                f"--host") from None
 
 
 def _train(args):
@@ -208,8 +215,11 @@ def _train_recipe(args):
 
 def _skips(text: str) -> list:
     try:
-        skips = sorted({int(part) for part in text.split(",") if part.strip()} if "-" not in text
-                       else range(int(text.split("-")[0]), int(text.split("-")[1]) + 1))
+        if "-" in text:
+            low, high = (int(part) for part in text.split("-"))  # exactly two parts, or ValueError
+            skips = list(range(low, min(high, 1000) + 1)) if high <= 1000 else []
+        else:
+            skips = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
         skips = []
     if not skips or min(skips) < 1:
@@ -249,9 +259,10 @@ def _eval_interpolation(args):
                                                      size=pipe.defaults["height"], data="procedural held-out")}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "interpolation.json").write_text(json.dumps(report, indent=1))
-        (out / "interpolation.md").write_text(f"Settings: {json.dumps(report['settings'])}\n\n" + format_table(rows))
-        plot_skip_curve(rows, out / "interpolation_psnr.png")
+        _write_atomic(out / "interpolation.json", json.dumps(report, indent=1))
+        _write_atomic(out / "interpolation.md", f"Settings: {json.dumps(report['settings'])}\n\n" + format_table(rows))
+        plot_skip_curve(rows, out / ".interpolation_psnr.png")
+        (out / ".interpolation_psnr.png").replace(out / "interpolation_psnr.png")
     print(json.dumps(report) if args.json else format_table(rows))
 
 
@@ -316,7 +327,7 @@ def _eval_protocol(args):
         with tqdm(total=samples, unit="video", disable=args.quiet) as bar:
             report = protocols.msrvtt(generate, captions, clipsim, samples=samples, progress=bar.update, **common)
     report["settings"] = identity
-    Path(args.out, f"{args.metric}.json").write_text(json.dumps(report, indent=1))
+    _write_atomic(Path(args.out, f"{args.metric}.json"), json.dumps(report, indent=1))
     print(json.dumps(report, indent=None if args.json else 1))
 
 

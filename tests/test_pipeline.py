@@ -256,6 +256,8 @@ def test_generate_cli_with_a_model_folder(pipe, tmp_path, capsys):
     (["-o", "/nonexistent-folder/v.mp4"], "the folder /nonexistent-folder does not exist"),
     (["-o", "video.avi"], "-o must name an .mp4 file"),
     (["--sampler", "heun9"], "unknown sampler 'heun9'; choose kv1, ddim, dpm++, euler, unipc"),
+    (["--guidance", "nan"], "--guidance must be a finite number, got nan"),
+    (["--decode-dtype", "float8"], "unknown --decode-dtype 'float8'"),
 ])
 def test_generate_cli_bad_input_exits_2(pipe, tmp_path, capsys, args, message):
     pipe.save_pretrained(tmp_path / "model")
@@ -393,3 +395,19 @@ def test_interpolation_in_windows_of_groups(pipe):
     windowed = pipe.interpolate(latents, 3, 2, 0.25, generator=seeded(1))
     assert windowed.shape == whole.shape and torch.equal(windowed[:, :, ::4], whole[:, :, ::4])
     assert (windowed - whole).abs().max() < 0.5 * whole.abs().max()
+
+
+def test_an_epsilon_interpolation_model_samples_with_epsilon(pipe, tmp_path):
+    v = pipe("a red ball", fps="medium", output_type="latent", generator=seeded(0)).frames
+    pipe.defaults["interpolation_prediction_type"] = "epsilon"
+    pipe.use_sampler("ddim")
+    assert pipe.interpolation_scheduler.config.prediction_type == "epsilon"
+    pipe.use_sampler("kv1").save_pretrained(tmp_path / "eps")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "eps")
+    assert loaded.defaults["interpolation_prediction_type"] == "epsilon"
+    eps = loaded("a red ball", fps="medium", output_type="latent", generator=seeded(0)).frames
+    assert torch.equal(eps[:, :, ::4], v[:, :, ::4]) and not torch.allclose(eps, v)  # same keyframes
+    settings = json.loads((tmp_path / "eps" / "pipeline.json").read_text())
+    (tmp_path / "eps" / "pipeline.json").write_text(json.dumps({**settings, "interpolation_prediction_type": "x0"}))
+    with pytest.raises(FusionFramesError, match="interpolation_prediction_type must be v_prediction"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "eps")

@@ -42,45 +42,54 @@ class MeasurementStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         stamp, text = self.folder / "identity.json", json.dumps(identity, sort_keys=True, default=str)
         if stamp.is_file():
-            if json.loads(stamp.read_text()) != json.loads(text):
-                raise FusionFramesError(f"{self.folder} holds measurements of another run (model, prompts, settings "
-                                        f"or seed differ); choose a new --out folder or delete it")
+            try:
+                same = json.loads(stamp.read_text()) == json.loads(text)
+            except ValueError:
+                same = False
+            if not same:
+                raise FusionFramesError(f"{self.folder} holds measurements of another run (model, prompts, settings, "
+                                        f"seed or batch size differ); choose a new --out folder or delete it")
         else:
-            stamp.write_text(text)
+            self._publish(stamp, lambda tmp: Path(tmp).write_text(text))
 
-    def _path(self, part: str, start: int) -> Path:
-        return self.folder / f"{part}-{start:06d}.npz"
-
-    def has(self, part: str, start: int) -> bool:
-        return self._path(part, start).is_file()
-
-    def save(self, part: str, start: int, arrays: Dict[str, np.ndarray]) -> None:
-        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=self.folder)
+    def _publish(self, path: Path, write) -> None:
+        fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=self.folder)
         os.close(fd)
         try:
-            np.savez(tmp, **arrays)
-            os.replace(tmp, self._path(part, start))
+            write(tmp)
+            os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def load(self, part: str, starts: Sequence[int]) -> Dict[str, np.ndarray]:
-        loaded = [np.load(self._path(part, start)) for start in starts]
-        return {key: np.concatenate([arrays[key] for arrays in loaded]) for key in loaded[0].files}
+    def _path(self, part: str, start: int, stop: int) -> Path:
+        return self.folder / f"{part}-{start:06d}-{stop:06d}.npz"
+
+    def has(self, part: str, start: int, stop: int) -> bool:
+        return self._path(part, start, stop).is_file()
+
+    def save(self, part: str, start: int, stop: int, arrays: Dict[str, np.ndarray]) -> None:
+        self._publish(self._path(part, start, stop), lambda tmp: np.savez(tmp, **arrays))
+
+    def load(self, part: str, spans: Sequence[tuple]) -> Dict[str, np.ndarray]:
+        loaded = []
+        for start, stop in spans:
+            with np.load(self._path(part, start, stop)) as arrays:  # closed at once: thousands of batches
+                loaded.append({key: arrays[key] for key in arrays.files})
+        return {key: np.concatenate([arrays[key] for arrays in loaded]) for key in loaded[0]}
 
 
 def measure_in_batches(store: MeasurementStore, part: str, count: int, batch_size: int,
                        measure: Callable[[int, int], Dict[str, np.ndarray]],
                        progress: Optional[Callable[[int], None]] = None) -> Dict[str, np.ndarray]:
     """``measure(start, stop)`` for every batch not yet stored; then every batch's arrays concatenated."""
-    starts = list(range(0, count, batch_size))
-    for start in starts:
-        stop = min(start + batch_size, count)
-        if not store.has(part, start):
-            store.save(part, start, measure(start, stop))
+    spans = [(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+    for start, stop in spans:
+        if not store.has(part, start, stop):
+            store.save(part, start, stop, measure(start, stop))
         if progress is not None:
             progress(stop - start)
-    return store.load(part, starts)
+    return store.load(part, spans)
 
 
 def class_prompt(name: str) -> str:
@@ -138,7 +147,7 @@ def ucf101(generate: Callable[[List[str], List[int]], List[np.ndarray]], data, f
     prompts = [class_prompt(names[i % len(names)]) for i in range(samples)]
     digest = hashlib.sha256(json.dumps([[n, [p.name for p in videos[n]]] for n in names]).encode()).hexdigest()
     store = MeasurementStore(out, {"protocol": "ucf101", "samples": samples, "seed": seed, "frames": frames,
-                                   "data": digest[:16], **identity})
+                                   "batch_size": batch_size, "data": digest[:16], **identity})
     plan = real_clip_plan(videos, samples, seed)
 
     def real(start, stop):
@@ -186,7 +195,7 @@ def msrvtt(generate: Callable[[List[str], List[int]], List[np.ndarray]], caption
     captions = list(captions)[:samples] if samples else list(captions)
     digest = hashlib.sha256("\n".join(captions).encode()).hexdigest()
     store = MeasurementStore(out, {"protocol": "msrvtt", "captions": digest[:16], "samples": len(captions),
-                                   "seed": seed, **identity})
+                                   "seed": seed, "batch_size": batch_size, **identity})
 
     def scores(start, stop):
         videos = generate(captions[start:stop], list(range(seed + start, seed + stop)))

@@ -237,6 +237,7 @@ class InterpolationTask(Task):
         t2i, source = load_t2i(config)
         null = load_file(source / "null_embedding.safetensors")["null_embedding"]
         self.unet = self.build(t2i, null)
+        self.prediction_type = config.model.prediction_type
 
     def build(self, t2i, null):
         return InterpolationUNet.from_t2i(t2i, null_embedding=null, keyframe_init=self.config.model.keyframe_init)
@@ -266,7 +267,7 @@ class InterpolationTask(Task):
         skip = torch.as_tensor(batch["skip_frames"], device=video.device)
         middle = sample_ancestral(self.denoiser(keyframes, skip, weight), torch.randn(
             (video.shape[0], video.shape[1], video.shape[2] - keyframes.shape[2], *video.shape[-2:]),
-            generator=generator).to(video.device), Schedule.cosine(steps), "v_prediction", generator,
+            generator=generator).to(video.device), Schedule.cosine(steps), self.prediction_type, generator,
             frames_per_unit=3, progress=False, threshold_range=self.config.train.sample_threshold_range)
         groups = rearrange(middle, "b c (g k) h w -> b c g k h w", k=3)
         rebuilt = torch.cat([keyframes[:, :, :-1, None], groups], dim=3)

@@ -36,6 +36,8 @@ def test_bad_clips_are_refused(pipe):
 @pytest.mark.parametrize("args, message", [
     (["--skip", "0-3"], "--skip takes skip-frames ≥ 1"),
     (["--skip", "a,b"], "--skip takes skip-frames ≥ 1"),
+    (["--skip", "1-3-5"], "--skip takes skip-frames ≥ 1"),
+    (["--skip", "1-99999999999"], "--skip takes skip-frames ≥ 1"),
     (["--clips", "0"], "--clips and --groups must be ≥ 1, got 0 and 2"),
     (["--interpolation-steps", "0"], "--interpolation-steps must be from 1 to 1000, got 0"),
 ])

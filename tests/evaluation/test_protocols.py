@@ -79,6 +79,9 @@ def test_a_folder_of_another_run_is_refused(ucf, tmp_path):
     with pytest.raises(FusionFramesError, match="holds measurements of another run"):
         protocols.ucf101(fake_generator([]), ucf, **measures(), out=tmp_path / "a", identity={"model": "y"},
                          samples=2, batch_size=2)
+    with pytest.raises(FusionFramesError, match="batch size differ"):  # batches would overlap or leave gaps
+        protocols.ucf101(fake_generator([]), ucf, **measures(), out=tmp_path / "a", identity={"model": "x"},
+                         samples=2, batch_size=1)
 
 
 def test_ucf101_data_errors(tmp_path):

@@ -163,6 +163,8 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": "fp8"}}, "mixed_precision must be"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
      "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
+    ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "prediction_type": "x0"}},
+     "model.prediction_type must be v_prediction or epsilon, got 'x0'"),
 ])
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
