@@ -278,6 +278,8 @@ def _eval_protocol(args):
     if not args.out:
         raise FusionFramesError(f"eval {args.metric} needs --out DIR: its measurements are stored there batch by "
                                 f"batch, so a rerun resumes an interrupted run")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise FusionFramesError(f"--out {args.out} is a file; name a folder for the measurements")
     if args.dtype not in DTYPES:
         raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
     if args.batch_size < 1 or (args.samples is not None and args.samples < 1):

@@ -160,8 +160,9 @@ def ucf101(generate: Callable[[List[str], List[int]], List[np.ndarray]], data, f
         return {"i3d": fvd.features(clips, "generated", samples=len(clips)),
                 "c3d": inception.probabilities(clips, samples=len(clips))}
 
-    real_features = measure_in_batches(store, "real", samples, batch_size, real, progress)["i3d"]
+    # Generated first: a model whose videos are too short for the protocol fails at its first batch.
     fake = measure_in_batches(store, "generated", samples, batch_size, generated, progress)
+    real_features = measure_in_batches(store, "real", samples, batch_size, real, progress)["i3d"]
     score, spread = inception_score(fake["c3d"], splits=min(10, samples))
     return {"fvd": frechet_distance(*stylegan_statistics(real_features), *stylegan_statistics(fake["i3d"])),
             "is": score, "is_std": spread, "samples": samples, "classes": len(names), "seed": seed}

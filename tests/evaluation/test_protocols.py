@@ -65,7 +65,7 @@ def test_ucf101_resumes_after_a_crash_with_the_same_result(ucf, tmp_path):
     with pytest.raises(RuntimeError, match="killed"):
         protocols.ucf101(fake_generator(calls, fail_at=2), ucf, **measures(), out=tmp_path / "b", identity={},
                          samples=6, batch_size=2)
-    assert calls == [[0, 1], [2, 3]]
+    assert calls == [[0, 1], [2, 3]]  # generated before the real clips: a too-short model fails at once
     calls.clear()
     resumed = protocols.ucf101(fake_generator(calls), ucf, **measures(), out=tmp_path / "b", identity={},
                                samples=6, batch_size=2)
@@ -129,3 +129,9 @@ def test_msrvtt_captions_and_clipsim_mean(tmp_path):
 def test_protocol_cli_errors_before_any_model_loads(args, message, capsys):
     assert main(["eval", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_protocol_out_must_be_a_folder(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["eval", "msrvtt", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file; name a folder" in capsys.readouterr().err
