@@ -40,6 +40,14 @@ def _convert(args):
     print(f"wrote {out}")
 
 
+def _dtype(name: str, option: str = "dtype"):
+    from .pipeline import DTYPES
+
+    if name not in DTYPES:
+        raise FusionFramesError(f"unknown {option} {name!r}; choose {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
 def _device(name: str):
     import torch
 
@@ -57,7 +65,7 @@ def _device(name: str):
 
 def _check_args(args):
     """Every option checked before anything heavy loads."""
-    from .pipeline import DTYPES, FPS, SAMPLERS
+    from .pipeline import FPS, SAMPLERS
 
     out = Path(args.output)
     if out.suffix.lower() != ".mp4":
@@ -72,15 +80,14 @@ def _check_args(args):
             raise FusionFramesError(f"the folder {frames.parent} (of --frames-dir) does not exist")
     if args.fps not in FPS:
         raise FusionFramesError(f"unknown fps {args.fps!r}; choose low, medium or high")
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    dtype = _dtype(args.dtype)
     if args.sampler is not None and args.sampler not in SAMPLERS:
         raise FusionFramesError(f"unknown sampler {args.sampler!r}; choose {', '.join(SAMPLERS)}")
     if args.guidance is not None and not math.isfinite(args.guidance):
         raise FusionFramesError(f"--guidance must be a finite number, got {args.guidance}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
-    return _device(args.device), DTYPES[args.dtype]
+    return _device(args.device), dtype
 
 
 def _render(pipe, args, device):
@@ -134,34 +141,26 @@ def _load_pipeline(model, device, dtype=None, text_encoder=None):
 
 
 def _generate(args):
-    from torch import nn
-
-    from .pipeline import DTYPES
-
     device, dtype = _check_args(args)
-    if args.decode_dtype not in DTYPES:
-        raise FusionFramesError(f"unknown --decode-dtype {args.decode_dtype!r}; choose {', '.join(DTYPES)}")
+    decode_dtype = _dtype(args.decode_dtype, "--decode-dtype")
     pipe = _load_pipeline(args.model, device, dtype, args.text_encoder)
-    pipe.decode_dtype = DTYPES[args.decode_dtype]  # kept by later pipe.to() calls
-    nn.Module.to(pipe.movq, dtype=pipe.decode_dtype)
-    _report(_render(pipe, args, device), args)
+    pipe.decode_dtype = decode_dtype
+    _report(_render(pipe.to(device), args, device), args)
 
 
 def _serve(args):
-    from .pipeline import DTYPES
     from .serve import Limits, serve
 
     try:
         import gradio  # noqa: F401
     except ImportError:
         raise FusionFramesError("fusionframes serve needs Gradio: pip install 'fusionframes[web]'") from None
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    dtype = _dtype(args.dtype)
     if not 0 < args.port < 65536:
         raise FusionFramesError(f"--port must be between 1 and 65535, got {args.port}")
     if args.max_queue < 0:
         raise FusionFramesError(f"--max-queue must be ≥ 0, got {args.max_queue}")
-    pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+    pipe = _load_pipeline(args.model, _device(args.device), dtype)
     pipe.progress = False
     print(f"starting on http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
     try:
@@ -186,7 +185,7 @@ def _train(args):
 
 
 def _train_recipe(args):
-    from .pipeline import DTYPES, KV1_DEFAULTS, SAMPLERS
+    from .pipeline import KV1_DEFAULTS, SAMPLERS
     from .training.recipe import assemble_pipeline, check_pipeline_output, run_recipe
 
     try:
@@ -201,8 +200,8 @@ def _train_recipe(args):
         raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}; known: {', '.join(KV1_DEFAULTS)}")
     if settings.get("sampler", "kv1") not in SAMPLERS:
         raise FusionFramesError(f"unknown sampler {settings['sampler']!r} in --settings; choose {', '.join(SAMPLERS)}")
-    if args.weights_dtype is not None and args.weights_dtype not in DTYPES:
-        raise FusionFramesError(f"unknown --weights-dtype {args.weights_dtype!r}; choose {', '.join(DTYPES)}")
+    if args.weights_dtype is not None:
+        _dtype(args.weights_dtype, "--weights-dtype")
     check_pipeline_output(args.output)
     card = Path(args.recipe) / "MODEL_CARD.md"
     outputs = run_recipe(args.recipe)
@@ -231,7 +230,7 @@ def _eval_interpolation(args):
     from tqdm import tqdm
 
     from .evaluation.interpolation import format_table, interpolation_quality, plot_skip_curve, procedural_clips
-    from .pipeline import DTYPES
+    from .video_io import write_atomic
 
     skips = _skips(args.skip)
     out = Path(args.out) if args.out else None
@@ -241,9 +240,8 @@ def _eval_interpolation(args):
         raise FusionFramesError(f"--clips and --groups must be ≥ 1, got {args.clips} and {args.groups}")
     if args.interpolation_steps is not None and not 1 <= args.interpolation_steps <= 1000:
         raise FusionFramesError(f"--interpolation-steps must be from 1 to 1000, got {args.interpolation_steps}")
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
-    pipe = _load_pipeline(args.model, _device(args.device), DTYPES[args.dtype])
+    dtype = _dtype(args.dtype)
+    pipe = _load_pipeline(args.model, _device(args.device), dtype)
     pipe.progress = False
     limit = pipe.interpolation_unet.skip_embeddings.num_embeddings - 1
     if max(skips) > limit:
@@ -261,8 +259,7 @@ def _eval_interpolation(args):
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "interpolation.json", json.dumps(report, indent=1))
         _write_atomic(out / "interpolation.md", f"Settings: {json.dumps(report['settings'])}\n\n" + format_table(rows))
-        plot_skip_curve(rows, out / ".interpolation_psnr.png")
-        (out / ".interpolation_psnr.png").replace(out / "interpolation_psnr.png")
+        write_atomic(out / "interpolation_psnr.png", lambda tmp: plot_skip_curve(rows, tmp))
     print(json.dumps(report) if args.json else format_table(rows))
 
 
@@ -273,15 +270,13 @@ def _eval_protocol(args):
     from tqdm import tqdm
 
     from .evaluation import protocols
-    from .pipeline import DTYPES
 
     if not args.out:
         raise FusionFramesError(f"eval {args.metric} needs --out DIR: its measurements are stored there batch by "
                                 f"batch, so a rerun resumes an interrupted run")
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise FusionFramesError(f"--out {args.out} is a file; name a folder for the measurements")
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    dtype = _dtype(args.dtype)
     if args.batch_size < 1 or (args.samples is not None and args.samples < 1):
         raise FusionFramesError(f"--batch-size and --samples must be ≥ 1, got {args.batch_size} and {args.samples}")
     device = _device(args.device)
@@ -304,7 +299,7 @@ def _eval_protocol(args):
                                     "and --clip (a local CLIP model folder)")
         captions = protocols.msrvtt_captions(args.captions)
         clipsim = CLIPSim(args.clip, device=device)
-    pipe = _load_pipeline(args.model, device, DTYPES[args.dtype])
+    pipe = _load_pipeline(args.model, device, dtype)
     pipe.progress = False
     settings = {k: v for k, v in dict(num_inference_steps=args.steps,
                                       interpolation_steps=args.interpolation_steps).items() if v is not None}
@@ -315,9 +310,8 @@ def _eval_protocol(args):
         return list((out.frames * 255).round().astype(np.uint8))
 
     identity = dict(model=str(Path(args.model).resolve()) if args.model else "default", fps=args.fps,
-                    dtype=args.dtype, sampler=pipe.sampler, **{**{k: v for k, v in pipe.defaults.items()
-                                                                   if k in ("num_inference_steps",
-                                                                            "interpolation_steps")}, **settings})
+                    dtype=args.dtype, sampler=pipe.sampler,
+                    **{k: settings.get(k, pipe.defaults[k]) for k in ("num_inference_steps", "interpolation_steps")})
     common = dict(out=args.out, identity=identity, batch_size=args.batch_size, seed=args.seed)
     if args.metric == "ucf101":
         samples = args.samples or 2048
@@ -343,7 +337,7 @@ def _eval_alignment(args):
     import torch
 
     from .evaluation import evaluate_alignment, evaluate_renders, format_markdown, load_prompt_set
-    from .pipeline import DTYPES, SAMPLERS
+    from .pipeline import SAMPLERS
 
     if args.markdown and not Path(args.markdown).parent.is_dir():
         raise FusionFramesError(f"the folder of --markdown {args.markdown} does not exist")
@@ -354,8 +348,7 @@ def _eval_alignment(args):
             raise FusionFramesError(f"{name} must be from 1 to 1000, got {value}")
     if args.sampler is not None and args.sampler not in SAMPLERS:
         raise FusionFramesError(f"unknown sampler {args.sampler!r}; choose {', '.join(SAMPLERS)}")
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    dtype = _dtype(args.dtype)
     if not 0 <= args.seed < 2**63:
         raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
     prompts = load_prompt_set()[::args.every]
@@ -364,7 +357,7 @@ def _eval_alignment(args):
         report["settings"] = dict(renders=True, fps=args.fps, every=args.every)
     else:
         device = _device(args.device)
-        pipe = _load_pipeline(args.model, device, DTYPES[args.dtype])
+        pipe = _load_pipeline(args.model, device, dtype)
         if args.sampler is not None:
             pipe.use_sampler(args.sampler)
         pipe.progress = False
@@ -402,30 +395,19 @@ def _eval_alignment(args):
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    import tempfile
+    from .video_io import write_atomic
 
-    from .video_io import publish
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with open(fd, "w") as f:
-            f.write(text)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _bench(args):
-    from .pipeline import DTYPES
 
     if args.out and not Path(args.out).is_dir():
         raise FusionFramesError(f"--out {args.out} is not a folder")
-    if args.dtype not in DTYPES:
-        raise FusionFramesError(f"unknown dtype {args.dtype!r}; choose {', '.join(DTYPES)}")
+    dtype = _dtype(args.dtype)
     if args.repeats < 1:
         raise FusionFramesError(f"--repeats must be ≥ 1, got {args.repeats}")
-    device, dtype = _device(args.device), DTYPES[args.dtype]
+    device, dtype = _device(args.device), dtype
     from . import bench
 
     if args.what == "pipeline":

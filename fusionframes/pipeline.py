@@ -23,6 +23,7 @@ from einops import rearrange
 from safetensors.torch import load_file, save_file
 
 from .diffusion import Schedule, guide, guided, sample_ancestral, sample_with_scheduler
+from .diffusion.schedule import PREDICTION_TYPES
 from .errors import FusionFramesError
 from .models import InterpolationUNet, KeyframeUNet
 from .models.movq import MoVQ, chunk_windows
@@ -90,7 +91,7 @@ class FusionFramesPipeline:
         if unknown:
             raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
         self.defaults = {**KV1_DEFAULTS, **defaults}
-        if self.defaults["interpolation_prediction_type"] not in ("v_prediction", "epsilon"):
+        if self.defaults["interpolation_prediction_type"] not in PREDICTION_TYPES:
             raise FusionFramesError(f"interpolation_prediction_type must be v_prediction (KV 1.0) or epsilon, got "
                                     f"{self.defaults['interpolation_prediction_type']!r}")
         # None: KV 1.0's ancestral sampler; else any diffusers scheduler (assigned directly, or by use_sampler)

@@ -188,19 +188,19 @@ class Studio:
         settings = dict(prompt=request.prompt, negative_prompt=request.negative_prompt, size=request.size,
                         fps=request.fps, frames=len(frames), frame_rate=out.fps, steps=request.steps,
                         interpolation_steps=request.interpolation_steps, guidance=request.guidance, seconds=seconds)
-        return self._save(frames, out.fps, request.fps, seed, settings)
+        return self._save(frames, seed, settings)
 
-    def _save(self, frames: np.ndarray, frame_rate: float, fps: str, seed: int, settings: dict) -> Result:
+    def _save(self, frames: np.ndarray, seed: int, settings: dict) -> Result:
         from PIL import Image
 
         self._prune()
         folder = Path(tempfile.mkdtemp(prefix=f"{time.strftime('%Y%m%d-%H%M%S')}-", dir=self.output_root))
         try:
-            video = write_video(frames, folder / f"fusionframes-{seed}.mp4", fps=frame_rate,
+            video = write_video(frames, folder / f"fusionframes-{seed}.mp4", fps=settings["frame_rate"],
                                 metadata={"comment": f"seed {seed}", "title": settings["prompt"][:200]})
             keyframes = []
             # Each interpolation pass puts 3 frames between every pair: keyframes are every 4th, then every 16th.
-            for i, frame in enumerate(frames[::4 ** len(PASSES[fps])]):
+            for i, frame in enumerate(frames[::4 ** len(PASSES[settings["fps"]])]):
                 path = folder / f"keyframe_{i:02d}.png"
                 Image.fromarray(frame).save(path)
                 keyframes.append(path)

@@ -1,11 +1,11 @@
-"""Writing videos: H.264 MP4 through PyAV (bundled FFmpeg), written atomically."""
+"""Writing files atomically (videos as H.264 MP4 through PyAV with its bundled FFmpeg, reports, caches)."""
 
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import av
 import numpy as np
@@ -20,6 +20,41 @@ def publish(tmp, path, folder: bool = False):
     os.umask(umask)
     os.chmod(tmp, (0o777 if folder else 0o666) & ~umask)
     os.replace(tmp, path)
+
+
+def write_atomic(path, write: Callable[[str], object]) -> Path:
+    """``write(tmp)`` fills a temporary file beside ``path`` (same suffix) that becomes ``path`` only once
+    complete; on any error or interrupt it is removed."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        publish(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def claim_folder(folder, identity: dict, mismatch: str) -> Path:
+    """Create ``folder`` for the run that ``identity`` describes, or check that it was made for that same run;
+    another run's folder (or an unreadable stamp) raises ``FusionFramesError(mismatch)``."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp, text = folder / "identity.json", json.dumps(identity, sort_keys=True, default=str)
+    if not stamp.is_file():
+        write_atomic(stamp, lambda tmp: Path(tmp).write_text(text))
+        return folder
+    try:
+        same = json.loads(stamp.read_text()) == json.loads(text)
+    except ValueError:
+        same = False
+    if not same:
+        raise FusionFramesError(mismatch)
+    return folder
 
 
 @contextmanager

@@ -48,6 +48,9 @@ class Schedule:
         return sqrt_a * x0 + sqrt_1ma * noise
 
 
+PREDICTION_TYPES = ("epsilon", "v_prediction")  # what a network's raw output may stand for
+
+
 def predicted_x0(prediction: torch.Tensor, x_t: torch.Tensor, sqrt_a, sqrt_1ma, prediction_type: str):
     """x̂₀ from an ε- or v-prediction: the one place that knows the parameterisations."""
     if prediction_type == "epsilon":

@@ -17,15 +17,14 @@ settings, seed); resuming it with anything else is refused rather than mixing tw
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import FusionFramesError
+from ..video_io import claim_folder, write_atomic
 from .i3d import stylegan_statistics
 from .metrics import frechet_distance, inception_score
 
@@ -36,31 +35,11 @@ class MeasurementStore:
     """One ``.npz`` per finished batch under ``folder``, plus ``identity.json`` (what the run measures)."""
 
     def __init__(self, folder, identity: dict):
-        self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise FusionFramesError(f"{self.folder} is a file; name a folder for the protocol's measurements")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stamp, text = self.folder / "identity.json", json.dumps(identity, sort_keys=True, default=str)
-        if stamp.is_file():
-            try:
-                same = json.loads(stamp.read_text()) == json.loads(text)
-            except ValueError:
-                same = False
-            if not same:
-                raise FusionFramesError(f"{self.folder} holds measurements of another run (model, prompts, settings, "
-                                        f"seed or batch size differ); choose a new --out folder or delete it")
-        else:
-            self._publish(stamp, lambda tmp: Path(tmp).write_text(text))
-
-    def _publish(self, path: Path, write) -> None:
-        fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=self.folder)
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if Path(folder).exists() and not Path(folder).is_dir():
+            raise FusionFramesError(f"{folder} is a file; name a folder for the protocol's measurements")
+        self.folder = claim_folder(folder, identity, f"{folder} holds measurements of another run (model, prompts, "
+                                                     f"settings, seed or batch size differ); choose a new --out "
+                                                     f"folder or delete it")
 
     def _path(self, part: str, start: int, stop: int) -> Path:
         return self.folder / f"{part}-{start:06d}-{stop:06d}.npz"
@@ -69,7 +48,7 @@ class MeasurementStore:
         return self._path(part, start, stop).is_file()
 
     def save(self, part: str, start: int, stop: int, arrays: Dict[str, np.ndarray]) -> None:
-        self._publish(self._path(part, start, stop), lambda tmp: np.savez(tmp, **arrays))
+        write_atomic(self._path(part, start, stop), lambda tmp: np.savez(tmp, **arrays))
 
     def load(self, part: str, spans: Sequence[tuple]) -> Dict[str, np.ndarray]:
         loaded = []

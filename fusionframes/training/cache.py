@@ -3,15 +3,12 @@ re-encoding. A cache folder belongs to one encoder and one data recipe: its iden
 the encoder's weights) is stored with it, and a cache made by anything else is refused, never silently reused."""
 
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import FusionFramesError
+from ..video_io import claim_folder, write_atomic
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -24,16 +21,8 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 class EncoderCache:
     def __init__(self, folder, identity: dict):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = self.folder / "identity.json"
-        text = json.dumps(identity, sort_keys=True, default=str)
-        if stamp.is_file():
-            if json.loads(stamp.read_text()) != json.loads(text):
-                raise FusionFramesError(f"the cache in {self.folder} was made by another encoder or data recipe; "
-                                        f"delete it or choose another data.cache_dir")
-        else:
-            stamp.write_text(text)
+        self.folder = claim_folder(folder, identity, f"the cache in {folder} was made by another encoder or data "
+                                                     f"recipe; delete it or choose another data.cache_dir")
 
     def _path(self, key: str) -> Path:
         return self.folder / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.safetensors"
@@ -47,9 +36,6 @@ class EncoderCache:
             computed = compute(missing)
             for row, i in enumerate(missing):
                 entry = {name: value[row].detach().cpu().contiguous() for name, value in computed.items()}
-                fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=self.folder)
-                os.close(fd)
-                save_file(entry, tmp)
-                os.replace(tmp, self._path(keys[i]))
+                write_atomic(self._path(keys[i]), lambda tmp: save_file(entry, tmp))
                 found[i] = entry
         return [found[i] for i in range(len(keys))]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union, get_args, get_origin, get_type_hints
 
+from ..diffusion.schedule import PREDICTION_TYPES
 from ..errors import FusionFramesError
 from ..models.interpolation import KEYFRAME_INITS
 
@@ -156,7 +157,7 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
             and not config.model.init_from:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
                                 f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
-    if config.model.prediction_type not in ("v_prediction", "epsilon"):
+    if config.model.prediction_type not in PREDICTION_TYPES:
         raise FusionFramesError(f"model.prediction_type must be v_prediction or epsilon, got "
                                 f"{config.model.prediction_type!r}")
     if config.model.keyframe_init not in KEYFRAME_INITS:
