@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 # The CPU wheel these machines have on disk; override (e.g. TORCH=torch) where a CUDA build is wanted.
 TORCH ?= torch==2.13.0
 PROMPT ?= a red ball moving to the right
-# The keyframes (2 FPS): the default model's interpolation stage is not trained well enough yet (model card).
-DEMO_FPS ?= low
+# Every stage: 16 keyframes, two interpolation passes, 241 frames at 30 FPS (DEMO_FPS=low: the keyframes only).
+DEMO_FPS ?= high
 # The default model's pipeline settings. threshold_range 2: its MoVQ latents reach about ±1.7 (98th percentile per
 # frame), where KV 1.0's sit within ±1.
 DEFAULT_SETTINGS = {"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32, "threshold_range": 2.0, "num_inference_steps": 30, "interpolation_steps": 10, "guidance_scale": 5.0}

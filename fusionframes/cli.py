@@ -186,7 +186,7 @@ def _train(args):
 
 def _train_recipe(args):
     from .pipeline import KV1_DEFAULTS, SAMPLERS
-    from .training.recipe import assemble_pipeline, check_pipeline_output, run_recipe
+    from .training.recipe import assemble_pipeline, check_pipeline_output, implied_settings, run_recipe
 
     try:
         settings = json.loads(args.settings)
@@ -202,6 +202,10 @@ def _train_recipe(args):
         raise FusionFramesError(f"unknown sampler {settings['sampler']!r} in --settings; choose {', '.join(SAMPLERS)}")
     if args.weights_dtype is not None:
         _dtype(args.weights_dtype, "--weights-dtype")
+    for name, value in implied_settings(args.recipe).items():
+        if settings.setdefault(name, value) != value:
+            raise FusionFramesError(f"--settings {name}={settings[name]!r} contradicts the recipe, whose stage "
+                                    f"trains {value!r}")
     check_pipeline_output(args.output)
     card = Path(args.recipe) / "MODEL_CARD.md"
     outputs = run_recipe(args.recipe)
@@ -337,6 +341,7 @@ def _eval_alignment(args):
     import torch
 
     from .evaluation import evaluate_alignment, evaluate_renders, format_markdown, load_prompt_set
+    from .evaluation.domain import DomainFVD
     from .pipeline import SAMPLERS
 
     if args.markdown and not Path(args.markdown).parent.is_dir():
@@ -352,8 +357,9 @@ def _eval_alignment(args):
     if not 0 <= args.seed < 2**63:
         raise FusionFramesError(f"--seed must be between 0 and 2**63 − 1, got {args.seed}")
     prompts = load_prompt_set()[::args.every]
+    domain_fvd = DomainFVD(args.domain_net)  # before generating: a missing network fails at once
     if args.renders:
-        report = evaluate_renders(prompts, fps=args.fps)
+        report = evaluate_renders(prompts, fps=args.fps, domain_fvd=domain_fvd)
         report["settings"] = dict(renders=True, fps=args.fps, every=args.every)
     else:
         device = _device(args.device)
@@ -380,7 +386,7 @@ def _eval_alignment(args):
             print(f"\r{done}/{total} prompts", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
         report = evaluate_alignment(generate, prompts, fps=args.fps, batch_size=args.batch_size,
-                                    progress=None if args.quiet else progress)
+                                    progress=None if args.quiet else progress, domain_fvd=domain_fvd)
         report["per_prompt"].sort(key=lambda row: order[row["id"]])
         d = pipe.defaults
         report["settings"] = dict(model=str(args.model or "default"), fps=args.fps, seed=args.seed, every=args.every,
@@ -390,7 +396,8 @@ def _eval_alignment(args):
                                   num_keyframes=d["num_keyframes"], height=d["height"], width=d["width"])
     if args.markdown:
         Path(args.markdown).write_text(f"Settings: {json.dumps(report['settings'])}\n\n" + format_markdown(report))
-    summary = {"accuracy": report["accuracy"], "targets": report["targets"], "settings": report["settings"]}
+    summary = {"accuracy": report["accuracy"], "domain_fvd": report["domain_fvd"], "targets": report["targets"],
+               "settings": report["settings"]}
     print(json.dumps(report if args.json else summary, indent=None if args.json else 1))
 
 
@@ -398,6 +405,20 @@ def _write_atomic(path: Path, text: str) -> None:
     from .video_io import write_atomic
 
     write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _ablate(args):
+    from .ablations import run_ablation
+
+    for name, value in (("--steps", args.steps), ("--clips", args.clips), ("--every", args.every)):
+        if value < 1:
+            raise FusionFramesError(f"{name} must be ≥ 1, got {value}")
+    if bool(args.vgg16) != bool(args.lpips):
+        raise FusionFramesError("LPIPS needs both --vgg16 and --lpips")
+    perceptual = {"vgg16": args.vgg16, "lpips": args.lpips} if args.vgg16 else None
+    result = run_ablation(args.ablation, args.model or DEFAULT_MODEL, args.out, args.steps, seed=args.seed,
+                          clips=args.clips, every=args.every, progress=not args.quiet, perceptual=perceptual)
+    print(json.dumps(result if args.json else {k: v for k, v in result.items() if k != "rows"}, indent=1))
 
 
 def _bench(args):
@@ -518,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metric", choices=["alignment", "interpolation", "ucf101", "msrvtt"])
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
+    p.add_argument("--domain-net", help="alignment: domain FVD network weights (default: the shipped network)")
     p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
     p.add_argument("--seed", type=int, default=0, help="every prompt's seed")
     p.add_argument("--steps", type=int, help="keyframe sampling steps (default: the model's)")
@@ -543,6 +565,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", help="msrvtt: test_videodatainfo.json or a text file, one caption per line")
     p.add_argument("--clip", help="msrvtt: a local CLIP model folder (e.g. openai/clip-vit-base-patch32)")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("ablate", help="rerun one of the paper's comparisons on a small budget: train the variants "
+                                      "on the same data, steps and seed, score them, write a table and a plot")
+    p.add_argument("ablation", choices=["keyframes", "interpolation", "decoder"])
+    p.add_argument("--out", required=True, help="folder for the runs and ablation.{json,md,png} (resumable)")
+    p.add_argument("--model", help="pipeline folder whose weights are the parents (default: the embedded model)")
+    p.add_argument("--steps", type=int, default=300, help="training steps per variant")
+    p.add_argument("--clips", type=int, default=8, help="held-out clips per score (interpolation, decoder)")
+    p.add_argument("--every", type=int, default=8, help="keyframes: score every K-th prompt of the alignment set")
+    p.add_argument("--vgg16", help="decoder: torchvision VGG16 weights, with --lpips adds LPIPS to the scores")
+    p.add_argument("--lpips", help="decoder: LPIPS v0.1 linear-layer weights (vgg.pth)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print every row, not only the summary")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_ablate)
 
     p = sub.add_parser("bench", help="measure: group vs masked interpolation, pipeline stages, FLOP utilisation, "
                                           "scaling (CPU), full-size memory")

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from .diffusion import Schedule, guide, guided, sample_ancestral, sample_with_scheduler
 from .diffusion.schedule import PREDICTION_TYPES
 from .errors import FusionFramesError
-from .models import InterpolationUNet, KeyframeUNet
+from .models import InterpolationUNet, KeyframeUNet, MaskedInterpolationUNet
 from .models.movq import MoVQ, chunk_windows
 from .models.text import TextProjection, null_context
 
@@ -79,9 +79,19 @@ def load_text_encoder(source: str, dtype=None):
     return encoder.eval().requires_grad_(False), AutoTokenizer.from_pretrained(source)
 
 
+def _interpolation_class(folder: Path):
+    """The group model (KV 1.0) or the masked baseline, as the folder's config names it."""
+    name = json.loads((folder / "config.json").read_text()).get("_class_name", InterpolationUNet.__name__)
+    classes = {cls.__name__: cls for cls in (InterpolationUNet, MaskedInterpolationUNet)}
+    if name not in classes:
+        raise FusionFramesError(f"{folder} holds a {name}; an interpolation model is one of {', '.join(classes)}")
+    return classes[name]
+
+
 class FusionFramesPipeline:
     def __init__(self, text_encoder, tokenizer, text_projection: TextProjection, null_embedding: torch.Tensor,
-                 keyframe_unet: KeyframeUNet, interpolation_unet: InterpolationUNet, movq: MoVQ,
+                 keyframe_unet: KeyframeUNet,
+                 interpolation_unet: Union[InterpolationUNet, MaskedInterpolationUNet], movq: MoVQ,
                  text_encoder_source: str = PACKAGED_TEXT_ENCODER, **defaults):
         self.text_encoder, self.tokenizer, self.text_projection = text_encoder, tokenizer, text_projection
         self.null_embedding = null_embedding
@@ -92,8 +102,8 @@ class FusionFramesPipeline:
             raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
         self.defaults = {**KV1_DEFAULTS, **defaults}
         if self.defaults["interpolation_prediction_type"] not in PREDICTION_TYPES:
-            raise FusionFramesError(f"interpolation_prediction_type must be v_prediction (KV 1.0) or epsilon, got "
-                                    f"{self.defaults['interpolation_prediction_type']!r}")
+            raise FusionFramesError(f"interpolation_prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
+                                    f"(KV 1.0: v_prediction), got {self.defaults['interpolation_prediction_type']!r}")
         # None: KV 1.0's ancestral sampler; else any diffusers scheduler (assigned directly, or by use_sampler)
         self.use_sampler(self.defaults["sampler"])
         self.progress = True
@@ -158,7 +168,8 @@ class FusionFramesPipeline:
         pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection", **unet_kwargs),
                    load_file(keyframes / "null_embedding.safetensors")["null_embedding"].float(),
                    KeyframeUNet.from_pretrained(keyframes, **unet_kwargs),
-                   InterpolationUNet.from_pretrained(folder / "interpolation_unet", **unet_kwargs),
+                   _interpolation_class(folder / "interpolation_unet").from_pretrained(
+                       folder / "interpolation_unet", **unet_kwargs),
                    MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source, **settings)
         return pipe.to(device=device, dtype=dtype)
 
@@ -284,6 +295,8 @@ class FusionFramesPipeline:
         Context guidance: uncond zeroes the conditioning frames, ``guidance_scale`` is its ``w`` (0.25 in KV 1.0).
         """
         unet = self.interpolation_unet
+        # The masked baseline takes the same inputs through predict_groups (one window per pair, ~3× dearer).
+        call = unet.predict_groups if isinstance(unet, MaskedInterpolationUNet) else unet
         b, c, t, h, w = latents.shape
         if t < 2:
             raise FusionFramesError(f"interpolation needs at least 2 frames, got {t}")
@@ -296,10 +309,10 @@ class FusionFramesPipeline:
             convs link neighbouring groups, so each group's prediction is taken from the window where it lies
             furthest from an edge (as chunked MoVQ decoding does)."""
             if not window or window >= t - 1:
-                return unet(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
+                return call(x.to(unet.dtype), timestep, keyframes, skip_frames).float()
             out = torch.empty_like(x, dtype=torch.float32)
             for start, stop, keep_from, keep_to in chunk_windows(t - 1, window, min(overlap, window - 1)):
-                part = unet(x[:, :, 3 * start:3 * stop].to(unet.dtype), timestep, keyframes[:, :, start:stop + 1],
+                part = call(x[:, :, 3 * start:3 * stop].to(unet.dtype), timestep, keyframes[:, :, start:stop + 1],
                             skip_frames).float()
                 out[:, :, 3 * keep_from:3 * keep_to] = part[:, :, 3 * (keep_from - start):3 * (keep_to - start)]
             return out

@@ -113,3 +113,18 @@ def pipe(text_encoder):
                                 interpolation, movq, **SETTINGS)
     pipe.progress = False
     return pipe
+
+
+@pytest.fixture
+def perceptual_files(tmp_path):
+    """Random weights in the two published layouts (torchvision VGG16, LPIPS v0.1 linear heads)."""
+    from fusionframes.training.perceptual import PerceptualLoss
+
+    torch.manual_seed(0)
+    model = PerceptualLoss()
+    vgg = {f"features.{k}": torch.randn_like(v) * 0.05 for k, v in model.features.state_dict().items()}
+    vgg["classifier.0.weight"] = torch.zeros(2, 2)  # the rest of a torchvision VGG16 checkpoint is ignored
+    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))}
+    torch.save(vgg, tmp_path / "vgg16.pth")
+    torch.save(lin, tmp_path / "lpips_vgg.pth")
+    return {"vgg16": str(tmp_path / "vgg16.pth"), "lpips": str(tmp_path / "lpips_vgg.pth")}

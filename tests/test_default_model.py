@@ -44,7 +44,7 @@ def test_the_recipe_architecture_and_settings(pipe):
 
 
 def test_a_short_clip_follows_the_prompt(pipe):
-    """Keyframes only (fps low): what the model does reliably; its interpolation stage is undertrained (model card)."""
+    """Keyframes only (fps low), the quick check; interpolation is tested on its own below."""
     frames = pipe(["a red circle moving to the right", "a white box on a gray background"], fps="low",
                   output_type="np", generator=[torch.Generator().manual_seed(0) for _ in range(2)], **FAST).frames
     assert frames.shape == (2, 4, 128, 128, 3) and np.isfinite(frames).all()
@@ -66,22 +66,11 @@ def test_generate_without_model_uses_the_default(tmp_path, capsys):
     assert stored["num_keyframes"] == 3
 
 
-def test_the_interpolation_model_reads_its_keyframes(pipe):
-    """At t = 900 (nearly pure noise) its x̂₀ of the in-between latents of held-out clips is far closer to the
-    truth with the true keyframes than with them zeroed (measured 0.17 vs 0.61 RMS). Its samples are still noise
-    (model card): this pins the part that works."""
-    from fusionframes.diffusion.schedule import Schedule
-    from fusionframes.evaluation.interpolation import procedural_clips
+def test_the_interpolation_model_rebuilds_held_out_in_between_frames(pipe):
+    """One interpolation pass over the keyframes of held-out clips (skip-frame 3) against the true in-between frames:
+    measured 27.6 dB / SSIM 0.970 (the autoencoder's ceiling: 33.1 dB; the previous, v-parameterised model's samples
+    were noise at 14 dB)."""
+    from fusionframes.evaluation.interpolation import interpolation_quality, procedural_clips
 
-    clip = next(procedural_clips(2, skip_frames=3, groups=2, size=128, batch_size=2))
-    schedule, t = Schedule.cosine(1000), torch.full((2,), 900)
-    with torch.no_grad():
-        latents = pipe.movq.encode(clip).float()
-        keyframes, middle = latents[:, :, ::4], torch.cat([latents[:, :, 1:4], latents[:, :, 5:8]], dim=2)
-        x_t = schedule.add_noise(middle, torch.randn(middle.shape, generator=torch.Generator().manual_seed(0)), t)
-        sqrt_a, sqrt_1ma = schedule.coefficients(t, middle)
-        error = {}
-        for name, given in (("keyframes", keyframes), ("zeros", torch.zeros_like(keyframes))):
-            x0 = sqrt_a * x_t - sqrt_1ma * pipe.interpolation_unet(x_t, t, given, 3)
-            error[name] = float(((x0 - middle) ** 2).mean().sqrt())
-    assert error["keyframes"] < 0.5 * error["zeros"], error
+    scores = interpolation_quality(pipe, procedural_clips(4, skip_frames=3, groups=2, batch_size=4), 3)
+    assert scores["model"]["psnr"] > 25 and scores["model"]["ssim"] > 0.95, scores

@@ -178,6 +178,25 @@ def test_save_and_load_round_trip(pipe, tmp_path):
         FusionFramesPipeline.from_pretrained(tmp_path / "nowhere")
 
 
+def test_the_masked_baseline_runs_as_the_interpolation_model_and_round_trips(pipe, tmp_path):
+    from fusionframes.models import Kandinsky3UNet, MaskedInterpolationUNet
+    from tests.conftest import UNET, randomize
+
+    pipe.interpolation_unet = randomize(MaskedInterpolationUNet.from_t2i(Kandinsky3UNet(**UNET)), seed=5).eval()
+    video = pipe("a red ball", fps="medium", output_type="latent", generator=seeded(0)).frames
+    assert video.shape[2] == 4 * 3 - 3 and torch.isfinite(video).all()
+    pipe.save_pretrained(tmp_path / "masked")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "masked")
+    assert isinstance(loaded.interpolation_unet, MaskedInterpolationUNet)
+    loaded.progress = False
+    again = loaded("a red ball", fps="medium", output_type="latent", generator=seeded(0)).frames
+    torch.testing.assert_close(again, video, atol=1e-5, rtol=1e-5)
+    config = tmp_path / "masked" / "interpolation_unet" / "config.json"
+    config.write_text(config.read_text().replace("MaskedInterpolationUNet", "KeyframeUNet"))
+    with pytest.raises(FusionFramesError, match="holds a KeyframeUNet; an interpolation model is one of"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "masked")
+
+
 def test_a_t5_text_encoder_loads_its_encoder_half(tmp_path, text_encoder):
     from transformers import T5Config, T5EncoderModel
 
@@ -412,5 +431,6 @@ def test_an_epsilon_interpolation_model_samples_with_epsilon(pipe, tmp_path):
     assert (eps[:, :, 1::4] - v[:, :, 1::4]).abs().max() > 1e-2  # other frames between them
     settings = json.loads((tmp_path / "eps" / "pipeline.json").read_text())
     (tmp_path / "eps" / "pipeline.json").write_text(json.dumps({**settings, "interpolation_prediction_type": "x0"}))
-    with pytest.raises(FusionFramesError, match="interpolation_prediction_type must be v_prediction"):
+    with pytest.raises(FusionFramesError,
+                       match="interpolation_prediction_type must be one of epsilon, v_prediction, sample"):
         FusionFramesPipeline.from_pretrained(tmp_path / "eps")

@@ -48,22 +48,26 @@ class Schedule:
         return sqrt_a * x0 + sqrt_1ma * noise
 
 
-PREDICTION_TYPES = ("epsilon", "v_prediction")  # what a network's raw output may stand for
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # what a network's raw output may stand for (diffusers' names)
 
 
 def predicted_x0(prediction: torch.Tensor, x_t: torch.Tensor, sqrt_a, sqrt_1ma, prediction_type: str):
-    """x̂₀ from an ε- or v-prediction: the one place that knows the parameterisations."""
+    """x̂₀ from an ε-, v- or x₀- ("sample") prediction: the one place that knows the parameterisations."""
     if prediction_type == "epsilon":
         return (x_t - sqrt_1ma * prediction) / sqrt_a
     if prediction_type == "v_prediction":
         return sqrt_a * x_t - sqrt_1ma * prediction
+    if prediction_type == "sample":
+        return prediction
     raise ValueError(f"unknown prediction_type {prediction_type!r}")
 
 
 def training_target(x0: torch.Tensor, noise: torch.Tensor, sqrt_a, sqrt_1ma, prediction_type: str):
-    """What the network should output: ε, or v = √ᾱ·ε − √(1−ᾱ)·x₀."""
+    """What the network should output: ε, v = √ᾱ·ε − √(1−ᾱ)·x₀, or x₀ itself."""
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
         return sqrt_a * noise - sqrt_1ma * x0
+    if prediction_type == "sample":
+        return x0
     raise ValueError(f"unknown prediction_type {prediction_type!r}")

@@ -7,7 +7,7 @@ from .alignment import (ATTRIBUTES, FPS_LEVELS, GROUPS, TARGETS, classify_color,
                         evaluate_alignment, evaluate_renders, format_markdown, read_video_labels, render_times)
 from .c3d import C3D, InceptionScoreC3D, load_c3d
 from .i3d import FVD, I3D, load_i3d
-from .metrics import feature_statistics, frechet_distance, inception_score, mse, psnr, ssim
+from .metrics import feature_statistics, frechet_distance, inception_score, lpips, mse, psnr, ssim
 
 _PROMPTS = ("PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of")
 
@@ -22,5 +22,6 @@ def __getattr__(name):  # the prompts module loads on first use (so ``python -m 
 __all__ = ["ATTRIBUTES", "FPS_LEVELS", "GROUPS", "TARGETS", "classify_color", "classify_shape", "degrade",
            "evaluate_alignment", "evaluate_renders", "format_markdown", "read_video_labels", "render_times",
            "PROMPTS_FILE", "generate_prompt_set", "load_prompt_set", "spec_of", "feature_statistics",
-           "frechet_distance", "inception_score", "mse", "psnr", "ssim", "C3D", "InceptionScoreC3D", "load_c3d",
+           "frechet_distance", "inception_score", "lpips", "mse", "psnr", "ssim", "C3D", "InceptionScoreC3D",
+           "load_c3d",
            "FVD", "I3D", "load_i3d"]

@@ -451,11 +451,26 @@ def _generated(generate: Callable, records: List[dict], batch_size: int):
         yield from videos
 
 
+def _embedded(videos: Iterable[np.ndarray], domain_fvd, features: list):
+    """The videos unchanged, each one's domain features appended to ``features`` on the way."""
+    for video in videos:
+        features.append(domain_fvd.features([video]))
+        yield video
+
+
+def _domain_fvd(domain_fvd, records: List[dict], generated: np.ndarray) -> float:
+    """Domain FVD against clean renders of the records' clip specs (the keyframe instants suffice: the protocol
+    reads 16 evenly spread frames, which are those instants at every fps level)."""
+    from .prompts import spec_of
+
+    times = render_times("low")
+    return domain_fvd.distance(domain_fvd.features(render(spec_of(r), times) for r in records), generated)
+
+
 def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = None,
                        fps: Union[str, float] = "high", *, batch_size: int = 1,
                        still_threshold: float = STILL_THRESHOLD, flicker_threshold: float = FLICKER_THRESHOLD,
-                       markdown=None,
-                       progress: Optional[Callable] = None) -> dict:
+                       markdown=None, progress: Optional[Callable] = None, domain_fvd=None) -> dict:
     """Score ``generate(prompt) -> uint8 (F, H, W, 3)`` on a labelled prompt set; with ``batch_size`` > 1,
     ``generate(list of prompts) -> list of such videos`` instead.
 
@@ -468,15 +483,21 @@ def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = N
     Returns a dict: ``accuracy`` (color, shape, motion, background, all four), ``groups`` (the same per group, with
     ``count``), ``gaps`` (seen minus each other group), ``path_rms_px`` and ``path_rms_px_at_128`` (statistics over
     prompts asking for motion), ``flicker`` (statistics and ``steady_fraction``), ``confusion`` (expected → predicted
-    counts per attribute), ``targets`` (the issue's targets, each with value and whether met) and ``per_prompt``.
+    counts per attribute), ``targets`` (the issue's targets, each with value and whether met) and ``per_prompt``;
+    with a :class:`~fusionframes.evaluation.domain.DomainFVD` as ``domain_fvd``, also ``domain_fvd``: the distance
+    from the generated videos to renders of the prompts' own clip specs.
     """
     if not callable(generate):
         raise FusionFramesError("generate must be a callable: prompt -> uint8 frames (F, H, W, 3)")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise FusionFramesError(f"batch_size must be a positive integer, got {batch_size!r}")
     records = _records(prompts)
-    report = _evaluate(records, _generated(generate, records, batch_size), fps_value(fps), still_threshold,
-                       flicker_threshold, progress)
+    videos, features = _generated(generate, records, batch_size), []
+    if domain_fvd is not None:
+        videos = _embedded(videos, domain_fvd, features)
+    report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
+    if domain_fvd is not None:
+        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features))
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report
@@ -500,7 +521,7 @@ def render_times(fps: Union[str, float] = "high", num_keyframes: int = DEFAULT_K
 def evaluate_renders(prompts: Optional[Iterable[dict]] = None, fps: Union[str, float] = "high", *, size: int = 128,
                      num_keyframes: int = DEFAULT_KEYFRAMES, noise: float = 0.0, blur: float = 0.0, seed: int = 0,
                      still_threshold: float = STILL_THRESHOLD, flicker_threshold: float = FLICKER_THRESHOLD,
-                     markdown=None, progress: Optional[Callable] = None) -> dict:
+                     markdown=None, progress: Optional[Callable] = None, domain_fvd=None) -> dict:
     """:func:`evaluate_alignment` on true renders of each prompt's clip spec (the ceiling of any generator), at the
     frames a ``num_keyframes`` video has at ``fps``, optionally degraded by :func:`degrade` (``noise``, ``blur``)."""
     from .prompts import spec_of
@@ -514,8 +535,12 @@ def evaluate_renders(prompts: Optional[Iterable[dict]] = None, fps: Union[str, f
             frames = degrade(frames, noise, blur, seed=np.random.default_rng((seed, index)))
         return frames
 
-    videos = (frames_of(i, record) for i, record in enumerate(records))
+    videos, features = (frames_of(i, record) for i, record in enumerate(records)), []
+    if domain_fvd is not None:
+        videos = _embedded(videos, domain_fvd, features)
     report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
+    if domain_fvd is not None:
+        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features))
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report
@@ -551,6 +576,8 @@ def format_markdown(report: dict) -> str:
               f"- Background flicker (std over time of the background's mean colour, 0-255): mean "
               f"{_num(flicker['mean'])}, max {_num(flicker['max'])}; steady (≤ {report['flicker_threshold']:g}) in "
               f"{_pct(flicker['steady_fraction'])} of videos.",
+              *([f"- Domain FVD against renders of the same clip specs: {report['domain_fvd']:.2f}."]
+                if "domain_fvd" in report else []),
               "", "| target | value | goal | met |", "|---|---:|---:|:---:|"]
     for name, t in report["targets"].items():
         if name in ("max_gap",):

@@ -10,7 +10,6 @@ linear cross-fade of the decoded keyframes) and ``repeat`` (the left keyframe he
 
 from typing import Callable, Dict, Iterable, Optional
 
-import numpy as np
 import torch
 from einops import rearrange
 

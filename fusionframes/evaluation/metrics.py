@@ -6,6 +6,7 @@
   StyleGAN-V's ``FeatureStats`` divides by N, which the FVD of ``i3d.py`` reproduces.
 - Inception score: ``exp(E_x KL(p(y|x) ‖ p(y)))`` per split, mean and standard deviation over splits (TGANv2's
   protocol uses 10 splits of C3D softmax outputs).
+- LPIPS (VGG16, v0.1) as the lpips package computes it, from local weights (see ``training/perceptual.py``).
 - PSNR, MSE on images in [0, ``data_range``]; SSIM with an 11×11 Gaussian window (σ = 1.5), K₁ = 0.01, K₂ = 0.03,
   population statistics, averaged over channels and the valid (unpadded) window positions — scikit-image's
   ``structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False)`` which follows
@@ -84,6 +85,17 @@ def mse(a, b) -> torch.Tensor:
 def psnr(a, b, data_range: float = 1.0) -> torch.Tensor:
     """Per-image PSNR in dB, 10·log10(range² / MSE) (infinite for identical images)."""
     return 10 * torch.log10(data_range ** 2 / mse(a, b))
+
+
+def lpips(a, b, network) -> torch.Tensor:
+    """Per-image LPIPS (VGG16, v0.1 linear heads) of (N, 3, H, W) images in [0, 1]; ``network`` is
+    ``PerceptualLoss.from_files(vgg16, lpips)`` (``fusionframes.training.perceptual``), weights from local files."""
+    a, b = _images(a, "a"), _images(b, "b")
+    if a.shape != b.shape or a.shape[1] != 3:
+        raise FusionFramesError(f"LPIPS compares RGB images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    dtype = next(network.parameters()).dtype
+    with torch.no_grad():
+        return network.distances(a.to(dtype) * 2 - 1, b.to(dtype) * 2 - 1).double()
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

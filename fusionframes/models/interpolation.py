@@ -246,3 +246,19 @@ class MaskedInterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning
         out = self.run(x, repeat_frames(time_embed, f), repeat_frames(context, f), repeat_frames(mask, f),
                        frame_embed, f)
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)
+
+    def predict_groups(self, sample: torch.Tensor, timestep, keyframes: torch.Tensor, skip_frames,
+                       perturbation_timestep=0) -> torch.Tensor:
+        """The group model's interface (noisy in-between frames (B, c, 3·G, h, w), keyframes (B, c, G+1, h, w) →
+        their prediction), run as this baseline runs: one 5-frame window per keyframe pair, known frames given."""
+        b, g = sample.shape[0], keyframes.shape[2] - 1
+        if sample.shape[2] != GROUP_SIZE * g:
+            raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * g} frames, got "
+                                    f"{tuple(sample.shape)}")
+        condition, known = masked_windows(keyframes)
+        windows = torch.cat([condition[:, :, :1], rearrange(sample, "b c (g k) h w -> (b g) c k h w", k=GROUP_SIZE),
+                             condition[:, :, -1:]], dim=2)
+        per_window = [as_batch(v, b, sample.device).repeat_interleave(g)
+                      for v in (timestep, skip_frames, perturbation_timestep)]
+        out = self(windows, per_window[0], condition, known, per_window[1], per_window[2])
+        return rearrange(out[:, :, 1:-1], "(b g) c k h w -> b c (g k) h w", g=g)

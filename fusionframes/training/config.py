@@ -38,7 +38,7 @@ class ModelConfig:
     max_text_tokens: int = 32
     train_part: str = "temporal"  # video-decoder: temporal | decoder
     keyframe_init: str = "zeros"  # interpolation: input weights of the keyframes, zeros (paper) | t2i
-    prediction_type: str = "v_prediction"  # interpolation: v_prediction (paper) | epsilon
+    prediction_type: str = "v_prediction"  # interpolation: v_prediction (paper) | epsilon | sample
     perceptual_weights: Optional[dict] = None  # movq/video-decoder: {vgg16: PATH, lpips: PATH} adds LPIPS
     perceptual_weight: float = 1.0
     discriminator_weight: float = 0.0  # movq: > 0 adds MoVQGAN's patch discriminator (hinge loss)
@@ -158,7 +158,7 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
                                 f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
     if config.model.prediction_type not in PREDICTION_TYPES:
-        raise FusionFramesError(f"model.prediction_type must be v_prediction or epsilon, got "
+        raise FusionFramesError(f"model.prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
                                 f"{config.model.prediction_type!r}")
     if config.model.keyframe_init not in KEYFRAME_INITS:
         raise FusionFramesError(f"model.keyframe_init must be one of {', '.join(KEYFRAME_INITS)}, "

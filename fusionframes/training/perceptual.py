@@ -65,6 +65,10 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Mean LPIPS distance between image batches in [−1, 1]."""
+        return self.distances(x, y).mean()
+
+    def distances(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """LPIPS distance of each image pair (N,), images in [−1, 1] (the lpips package's spatial average)."""
         h = torch.cat([x, y]).sub(self.shift).div(self.scale)
         total = 0.0
         tap = 0
@@ -74,4 +78,4 @@ class PerceptualLoss(nn.Module):
                 a, b = F.normalize(h, dim=1, eps=1e-10).chunk(2)
                 total = total + self.lin[tap]((a - b).square()).mean(dim=(1, 2, 3))
                 tap += 1
-        return total.mean()
+        return total

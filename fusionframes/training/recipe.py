@@ -17,12 +17,24 @@ from .config import load_config
 from .loop import CHECKPOINT, train
 
 
-def run_recipe(folder, progress: bool = True) -> dict:
-    """Train every stage of the recipe; returns {stage: final output folder}."""
+def recipe_configs(folder) -> list:
+    """The recipe's stage configs in run order, every one checked."""
     paths = sorted(Path(folder).glob("*.yaml"))
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
-    configs = [load_config(path) for path in paths]  # every config checked before any stage trains
+    return [load_config(path) for path in paths]
+
+
+def implied_settings(folder) -> dict:
+    """Pipeline settings the trained stages dictate (how the interpolation U-Net's output is to be read); a
+    pipeline assembled with anything else would sample garbage."""
+    return {"interpolation_prediction_type": config.model.prediction_type
+            for config in recipe_configs(folder) if config.stage == "interpolation"}
+
+
+def run_recipe(folder, progress: bool = True) -> dict:
+    """Train every stage of the recipe; returns {stage: final output folder}."""
+    configs = recipe_configs(folder)  # every config checked before any stage trains
     stages = {config.stage for config in configs}
     missing = {"keyframes", "interpolation"} - stages
     if missing or not stages & {"movq", "video-decoder"}:

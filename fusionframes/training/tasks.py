@@ -17,7 +17,6 @@ from torch import nn
 from ..diffusion import Schedule, diffusion_loss, guided, sample_ancestral
 from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
-from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
 from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
@@ -239,6 +238,9 @@ class InterpolationTask(Task):
         self.unet = self.build(t2i, null)
         self.prediction_type = config.model.prediction_type
 
+    def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
+        return self.unet(sample, timestep, keyframes, skip_frames, perturbation_timestep)
+
     def build(self, t2i, null):
         return InterpolationUNet.from_t2i(t2i, null_embedding=null, keyframe_init=self.config.model.keyframe_init)
 
@@ -257,7 +259,7 @@ class InterpolationTask(Task):
         keyframes, middle, t_p = self.conditioning(video, generator)
         x_t, noise, t = self.noised(middle, generator)
         skip = torch.as_tensor(batch["skip_frames"], device=video.device)
-        return self.diffusion_loss(self.unet(x_t, t, keyframes, skip, t_p), middle, noise, t)
+        return self.diffusion_loss(self.predict(x_t, t, keyframes, skip, t_p), middle, noise, t)
 
     @torch.no_grad()
     def sample(self, batch, generator, steps: int = 25, weight: float = 0.25):
@@ -275,7 +277,7 @@ class InterpolationTask(Task):
         return torch.cat([self.decode(video), self.decode(rebuilt)], dim=1), 8
 
     def denoiser(self, keyframes, skip, weight):
-        return guided(lambda x, t, k, s: self.unet(x, t, k, s), weight, {"k": keyframes, "s": skip},
+        return guided(lambda x, t, k, s: self.predict(x, t, k, s), weight, {"k": keyframes, "s": skip},
                       {"k": torch.zeros_like(keyframes), "s": skip})
 
     def save(self, folder: Path):
@@ -288,34 +290,8 @@ class MaskedInterpolationTask(InterpolationTask):
     def build(self, t2i, null):
         return MaskedInterpolationUNet.from_t2i(t2i, null_embedding=null)
 
-    def forward(self, batch, generator):
-        video = self.latents(batch)
-        keyframes, middle, t_p = self.conditioning(video, generator)
-        condition, known = masked_windows(keyframes)
-        g = keyframes.shape[2] - 1
-        windows = torch.cat([condition[:, :, :1], rearrange(middle, "b c (g k) h w -> (b g) c k h w", k=3),
-                             condition[:, :, -1:]], dim=2)
-        x_t, noise, t = self.noised(windows, generator)
-        # The known slots carry the (perturbed) keyframes themselves, as at sampling time.
-        x_t = torch.cat([condition[:, :, :1], x_t[:, :, 1:-1], condition[:, :, -1:]], dim=2)
-        skip = torch.as_tensor(batch["skip_frames"], device=video.device).repeat_interleave(g)
-        prediction = self.unet(x_t, t, condition, known, skip, t_p.repeat_interleave(g))
-        unknown = slice(1, -1)
-        return self.diffusion_loss(prediction[:, :, unknown], windows[:, :, unknown], noise[:, :, unknown], t)
-
-    def denoiser(self, keyframes, skip, weight):
-        condition, known = masked_windows(keyframes)
-        g = keyframes.shape[2] - 1
-
-        def predict(x, t, condition, known, skip):
-            windows = torch.cat([condition[:, :, :1], rearrange(x, "b c (g k) h w -> (b g) c k h w", k=3),
-                                 condition[:, :, -1:]], dim=2)
-            out = self.unet(windows, t.repeat_interleave(g), condition, known, skip.repeat_interleave(g))
-            return rearrange(out[:, :, 1:-1], "(b g) c k h w -> b c (g k) h w", g=g)
-
-        shared = {"known": known, "skip": skip}
-        return guided(predict, weight, {"condition": condition, **shared},
-                      {"condition": torch.zeros_like(condition), **shared})
+    def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
+        return self.unet.predict_groups(sample, timestep, keyframes, skip_frames, perturbation_timestep)
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "masked_interpolation_unet")

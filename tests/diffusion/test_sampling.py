@@ -30,8 +30,10 @@ def reference_sampler(noise, steps, prediction_type, percentile, noises):
         pred = network(torch.from_numpy(x).float(), torch.full((x.shape[0],), i * (1000 // steps))).double().numpy()
         if prediction_type == "epsilon":
             x0 = (x - np.sqrt(1 - abar[i]) * pred) / np.sqrt(abar[i])
-        else:
+        elif prediction_type == "v_prediction":
             x0 = np.sqrt(abar[i]) * x - np.sqrt(1 - abar[i]) * pred
+        else:
+            x0 = pred.copy()
         for b in range(x.shape[0]):
             q = max(np.quantile(np.abs(x0[b]), percentile), 1.0)
             x0[b] = np.clip(x0[b], -q, q) / q
@@ -43,7 +45,7 @@ def reference_sampler(noise, steps, prediction_type, percentile, noises):
     return torch.from_numpy(x).float()
 
 
-@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_ancestral_sampler_matches_an_independent_computation(prediction_type):
     steps, shape = 12, (2, 4, 6, 6)
     noise = torch.randn(shape, generator=torch.Generator().manual_seed(0))
@@ -85,7 +87,7 @@ def test_parameterisations_are_consistent():
     t = torch.tensor([0, 7, 19])
     sqrt_a, sqrt_1ma = schedule.coefficients(t, x0)
     x_t = schedule.add_noise(x0, noise, t)
-    for kind in ("epsilon", "v_prediction"):
+    for kind in ("epsilon", "v_prediction", "sample"):
         target = training_target(x0, noise, sqrt_a, sqrt_1ma, kind)
         torch.testing.assert_close(predicted_x0(target, x_t, sqrt_a, sqrt_1ma, kind), x0, atol=2e-4, rtol=1e-4)
         assert diffusion_loss(target, x0, noise, t, schedule, kind).item() < 1e-12

@@ -65,3 +65,31 @@ def test_ssim_is_one_on_identical_images_and_agrees_with_scikit_image():
     assert ours == pytest.approx(reference, abs=1e-10)
     with pytest.raises(FusionFramesError, match="at least 11×11"):
         ssim(x[:, :8, :8], y[:, :8, :8])
+
+
+def test_lpips_per_image_is_the_spatially_averaged_weighted_feature_distance():
+    from fusionframes.evaluation.metrics import lpips
+    from fusionframes.training.perceptual import TAPS, PerceptualLoss
+    from tests.conftest import randomize
+
+    network = randomize(PerceptualLoss(), seed=3, std=0.05)
+    network.lin.apply(lambda m: m.weight.data.abs_() if hasattr(m, "weight") else None)  # LPIPS heads are ≥ 0
+    a, b = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32)
+    d = lpips(a, b, network)
+    assert d.shape == (3,) and (d > 0).all() and lpips(a, a, network).abs().max() == 0
+    torch.testing.assert_close(d, lpips(b, a, network))
+    expected = torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():  # written out: normalise channels, squared difference, 1×1 head, spatial mean, sum
+        x, y = ((a * 2 - 1) - network.shift) / network.scale, ((b * 2 - 1) - network.shift) / network.scale
+        tap = 0
+        for i, layer in enumerate(network.features):
+            x, y = layer(x), layer(y)
+            if i in TAPS:
+                nx = x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                ny = y / (y.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+                w = network.lin[tap].weight.view(1, -1, 1, 1)
+                expected += ((nx - ny).pow(2) * w).sum(1).mean(dim=(1, 2)).double()
+                tap += 1
+    torch.testing.assert_close(d, expected, atol=1e-6, rtol=1e-4)
+    with pytest.raises(FusionFramesError, match="LPIPS compares RGB images of one shape"):
+        lpips(a, b[:, :, :16], network)

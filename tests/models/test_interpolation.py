@@ -311,3 +311,22 @@ def test_masked_save_and_load_round_trip(tmp_path):
     sample = randn(*condition.shape, seed=2)
     with torch.no_grad():
         assert_same_output(loaded(sample, T, condition, mask, 2), model(sample, T, condition, mask, 2))
+
+
+def test_masked_predict_groups_is_one_window_per_pair_with_known_keyframes():
+    model = masked_unet()
+    keyframes, sample = randn(2, 4, 3, 8, 8, seed=1), randn(2, 4, 6, 8, 8, seed=2)
+    with torch.no_grad():
+        out = model.predict_groups(sample, torch.tensor([T, 100]), keyframes, torch.tensor([1, 5]), 7)
+        assert out.shape == sample.shape
+        for b in range(2):
+            for g in range(2):
+                window = torch.cat([keyframes[b:b + 1, :, g:g + 1], sample[b:b + 1, :, 3 * g:3 * g + 3],
+                                    keyframes[b:b + 1, :, g + 1:g + 2]], dim=2)
+                condition = torch.zeros_like(window)
+                condition[:, :, [0, 4]] = window[:, :, [0, 4]]
+                mask = torch.tensor([[True, False, False, False, True]])
+                expected = model(window, [T, 100][b], condition, mask, [1, 5][b], 7)[:, :, 1:4]
+                assert_same_output(out[b:b + 1, :, 3 * g:3 * g + 3], expected)
+    with pytest.raises(FusionFramesError, match="3 keyframes need a sample of 6 frames"):
+        model.predict_groups(randn(1, 4, 5, 8, 8), T, randn(1, 4, 3, 8, 8), 1)

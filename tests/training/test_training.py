@@ -164,7 +164,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
      "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "prediction_type": "x0"}},
-     "model.prediction_type must be v_prediction or epsilon, got 'x0'"),
+     "model.prediction_type must be one of epsilon, v_prediction, sample, got 'x0'"),
 ])
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
@@ -322,21 +322,6 @@ def test_trains_from_tar_shards_and_resumes_the_stream_exactly(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.fixture
-def perceptual_files(tmp_path):
-    """Random weights in the two published layouts (torchvision VGG16, LPIPS v0.1 linear heads)."""
-    from fusionframes.training.perceptual import PerceptualLoss
-
-    torch.manual_seed(0)
-    model = PerceptualLoss()
-    vgg = {f"features.{k}": torch.randn_like(v) * 0.05 for k, v in model.features.state_dict().items()}
-    vgg["classifier.0.weight"] = torch.zeros(2, 2)  # the rest of a torchvision VGG16 checkpoint is ignored
-    lin = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))}
-    torch.save(vgg, tmp_path / "vgg16.pth")
-    torch.save(lin, tmp_path / "lpips_vgg.pth")
-    return {"vgg16": str(tmp_path / "vgg16.pth"), "lpips": str(tmp_path / "lpips_vgg.pth")}
-
-
 def test_lpips_from_local_weights(perceptual_files, tmp_path):
     from fusionframes.training.perceptual import PerceptualLoss
 
@@ -427,7 +412,8 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
         ("4-keyframes", {"stage": "keyframes", "data": {**data, "num_frames": 3},
                          "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final"}}),
         ("5-interpolation", {"stage": "interpolation", "data": {**data, "num_frames": 5},
-                             "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final"}}),
+                             "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final",
+                                       "prediction_type": "sample"}}),
     ]
     for name, values in stages:
         values = {"output_dir": f"runs/{values['stage']}", "data": data,
@@ -439,6 +425,7 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings]) == 0
     full = FusionFramesPipeline.from_pretrained(tmp_path / "model")
     full.progress = False
+    assert full.defaults["interpolation_prediction_type"] == "sample"  # from the stage, not from --settings
     (recipe / "MODEL_CARD.md").write_text("model card")
     weights = lambda: sum(f.stat().st_size for f in (tmp_path / "model").rglob("*.safetensors"))  # noqa: E731
     size = weights()
@@ -461,6 +448,9 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     for extra, message in ((["--weights-dtype", "float12"], "unknown --weights-dtype 'float12'"),
                            (["--settings", '{"num_keyframe": 3}'], "unknown pipeline settings ['num_keyframe']"),
                            (["--settings", '{"sampler": "dpmpp"}'], "unknown sampler 'dpmpp' in --settings"),
+                           (["--settings", '{"interpolation_prediction_type": "v_prediction"}'],
+                            "interpolation_prediction_type='v_prediction' contradicts the recipe, whose stage "
+                            "trains 'sample'"),
                            (["--output", "notes"], "notes is not empty and not a pipeline folder")):
         assert main(["train-recipe", str(recipe), "--output", "other"] + extra) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
