@@ -24,10 +24,10 @@ from .models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInter
 from .models.movq import VIDEO_DECODERS, MoVQ
 from .models.temporal import TEMPORAL_VARIANTS
 from .models.unet import temporal_parameter_names
-from .pipeline import FusionFramesPipeline
-from .training.config import load_config
+from .pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER, FusionFramesPipeline
+from .training.config import config_dict, load_config
 from .training.loop import CHECKPOINT, train
-from .video_io import staged_folder, write_atomic
+from .video_io import claim_folder, staged_folder, write_atomic
 
 ABLATIONS = ("keyframes", "interpolation", "decoder")
 # The paper's finding for each table, checked against the measured numbers in the report.
@@ -46,7 +46,8 @@ FINDINGS = {
 def parents(model_dir: Path, folder: Path) -> Dict[str, Path]:
     """A T2I output folder and an image-MoVQ folder taken from a pipeline folder (made once, reused after)."""
     t2i_dir, movq_dir = folder / "parents" / "t2i", folder / "parents" / "image-movq"
-    folder.joinpath("parents").mkdir(parents=True, exist_ok=True)
+    claim_folder(folder / "parents", {"model": str(model_dir.resolve())},
+                 f"{folder} holds an ablation of another model; use another --out")
     if not (t2i_dir / "unet" / "config.json").is_file():
         keyframe = KeyframeUNet.from_pretrained(model_dir / "keyframe_unet")
         t2i = Kandinsky3UNet(**{k: keyframe.config[k] for k in keyframe._skeleton_kwargs()})
@@ -72,6 +73,11 @@ def _train(config: dict, progress: bool) -> Path:
     run = load_config(config)
     output = Path(run.output_dir)
     final = output / "final"
+    if (output / "config.json").is_file():
+        saved = load_config(json.loads((output / "config.json").read_text()))
+        if json.dumps(config_dict(saved)) != json.dumps(config_dict(run)):
+            raise FusionFramesError(f"{output} holds a run with other settings (e.g. {saved.train.steps} steps); "
+                                    f"use another --out, or delete it to retrain")
     if not (final.is_dir() and any(final.iterdir())):
         resume = (output / CHECKPOINT / "trainer_state.json").is_file()
         result = train(run, resume=resume, progress=progress)
@@ -135,9 +141,16 @@ def real_clips(num_frames: int, size: int, clips_per_video: int = 2) -> List[tor
 
 
 def _settings(model_dir: Path) -> dict:
-    """The pipeline's frame size and keyframe count: every ablation trains and scores at the model's own size."""
-    settings = json.loads((model_dir / "pipeline.json").read_text())
-    return dict(size=settings.get("height", 128), keyframes=settings.get("num_keyframes", 16))
+    """What the variants train with, from the parent pipeline: frame size, keyframe count, text encoder."""
+    settings = {**KV1_DEFAULTS, "text_encoder": PACKAGED_TEXT_ENCODER,
+                **json.loads((model_dir / "pipeline.json").read_text())}
+    if settings["height"] != settings["width"]:
+        raise FusionFramesError(f"ablations train on square frames; {model_dir} makes {settings['height']}×"
+                                f"{settings['width']}")
+    encoder = settings["text_encoder"]
+    return dict(size=settings["height"], keyframes=settings["num_keyframes"],
+                text_encoder=encoder if encoder == PACKAGED_TEXT_ENCODER else str(model_dir / encoder),
+                max_text_tokens=settings["max_text_tokens"], guidance=settings["interpolation_guidance_scale"])
 
 
 def _pipeline(model_dir: Path, **parts) -> FusionFramesPipeline:
@@ -163,7 +176,8 @@ def ablate_keyframes(model_dir: Path, folder: Path, steps: int, seed: int, clips
             "data": {"size": shape["size"], "num_frames": shape["keyframes"], "fps": 2.0, "seed": 4,
                      "cache_dir": str(folder / "cache")},
             "model": {"movq_path": str(source["video_movq"]), "init_from": str(source["t2i"]),
-                      "temporal_variant": variant, "max_text_tokens": 32},
+                      "temporal_variant": variant, "text_encoder": shape["text_encoder"],
+                      "max_text_tokens": shape["max_text_tokens"]},
             "train": {"steps": steps, "batch_size": 2, "lr": 5e-4, "warmup_steps": min(100, steps // 5),
                       "checkpoint_every": 100, "log_every": 10, "seed": seed}}, progress)
         unet = KeyframeUNet.from_pretrained(output / "final" / "keyframe_unet")
@@ -190,7 +204,7 @@ def ablate_interpolation(model_dir: Path, folder: Path, steps: int, seed: int, c
     on held-out procedural clips and real footage, domain FVD of interpolated clips, sampling time and FLOPs."""
     from .bench import measure
     from .evaluation.domain import DomainFVD
-    from .evaluation.interpolation import interpolation_quality, procedural_clips
+    from .evaluation.interpolation import interpolation_quality, procedural_clips, rebuild
 
     source, shape = parents(model_dir, folder), _settings(model_dir)
     size = shape["size"]
@@ -204,7 +218,8 @@ def ablate_interpolation(model_dir: Path, folder: Path, steps: int, seed: int, c
             "stage": stage, "output_dir": str(folder / name),
             "data": {"size": size, "num_frames": 33, "seed": 5, "cache_dir": str(folder / "cache" / name)},
             "model": {"movq_path": str(source["video_movq"]), "init_from": str(source["t2i"]),
-                      "keyframe_init": "t2i", "prediction_type": "sample", "max_text_tokens": 32},
+                      "keyframe_init": "t2i", "prediction_type": "sample", "text_encoder": shape["text_encoder"],
+                      "max_text_tokens": shape["max_text_tokens"]},
             "train": {"steps": steps, "batch_size": 1, "lr": 5e-4, "warmup_steps": min(100, steps // 5),
                       "checkpoint_every": 100, "log_every": 10, "seed": seed}}, progress)
         unet = cls.from_pretrained(output / "final" / subfolder)
@@ -223,16 +238,16 @@ def ablate_interpolation(model_dir: Path, folder: Path, steps: int, seed: int, c
         generator = torch.Generator(pipe.device).manual_seed(seed)
         truth, rebuilt = [], []
         for clip in procedural_clips(clips, 3, groups=4, size=size, seed=300):
-            with torch.no_grad():
-                latents = pipe.movq.encode(clip.to(pipe.device)).float()
-                video = pipe.decode(pipe.interpolate(latents[:, :, ::4], 3, 10, 0.25, generator))
-            truth += [((v + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy() for v in clip]
+            video = pipe.decode(rebuild(pipe, clip, 3, 10, shape["guidance"], generator)[1])
+            truth += [((v + 1) * 127.5).clamp(0, 255).round().byte().permute(1, 2, 3, 0).numpy() for v in clip]
             rebuilt += [(v.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy() for v in video.cpu()]
         row["domain_fvd"] = fvd(truth, rebuilt)
         # Sampling cost of one step of an interpolation pass over the model's keyframes (guidance batch included).
         with torch.no_grad():
-            latents = torch.randn_like(pipe.movq.encode(torch.zeros(1, 3, shape["keyframes"], size, size)))
-        call = measure(lambda: pipe.interpolate(latents, 3, 1, 0.25, torch.Generator().manual_seed(0)), 2)
+            latents = torch.randn_like(pipe.movq.encode(torch.zeros(1, 3, shape["keyframes"], size, size,
+                                                                    device=pipe.device)))
+        call = measure(lambda: pipe.interpolate(latents, 3, 1, shape["guidance"],
+                                                torch.Generator(pipe.device).manual_seed(0)), 2)
         row.update(seconds_per_pass_step=call["seconds"], flops_per_pass_step=call["flops"])
         rows[name] = row
     g, m = rows["group"], rows["masked"]

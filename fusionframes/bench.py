@@ -61,6 +61,9 @@ def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int]
     """Group interpolation (ours) against masked frame interpolation for the same keyframes and output frames:
     T → 4T−3 (s = 3) → 16T−15 (s = 1), with the pipeline's step counts; the keyframe stage and decoding are
     shared, so they enter both whole-pipeline times as measured once (text encoding, milliseconds, is left out)."""
+    if isinstance(pipe.interpolation_unet, MaskedInterpolationUNet):
+        raise FusionFramesError("bench interpolation compares a group interpolation model with its masked twin; "
+                                "this pipeline's interpolation model is already the masked baseline")
     d = pipe.defaults
     t = num_keyframes or d["num_keyframes"]
     h, w = pipe.valid_size(d["height"], d["width"])

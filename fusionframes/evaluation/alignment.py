@@ -458,13 +458,20 @@ def _embedded(videos: Iterable[np.ndarray], domain_fvd, features: list):
         yield video
 
 
-def _domain_fvd(domain_fvd, records: List[dict], generated: np.ndarray) -> float:
-    """Domain FVD against clean renders of the records' clip specs (the keyframe instants suffice: the protocol
-    reads 16 evenly spread frames, which are those instants at every fps level)."""
+def _domain_fvd(domain_fvd, records: List[dict], generated: np.ndarray, times: np.ndarray) -> float:
+    """Domain FVD against clean renders of the records' clip specs at ``times`` (the generated videos' span)."""
     from .prompts import spec_of
 
-    times = render_times("low")
     return domain_fvd.distance(domain_fvd.features(render(spec_of(r), times) for r in records), generated)
+
+
+def _generated_times(fps: Union[str, float], frames: int) -> np.ndarray:
+    """Scene times a pipeline's ``frames``-frame video at ``fps`` spans (its keyframe count inferred)."""
+    if isinstance(fps, str):
+        fps_value(fps)
+        keyframes = {"low": frames, "medium": (frames + 3) // 4, "high": (frames + 15) // 16}[fps]
+        return render_times(fps, keyframes)
+    return render_times(fps, num_frames=frames)
 
 
 def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = None,
@@ -497,7 +504,8 @@ def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = N
         videos = _embedded(videos, domain_fvd, features)
     report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
     if domain_fvd is not None:
-        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features))
+        times = _generated_times(fps, report["per_prompt"][0]["frames"])
+        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features), times)
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report
@@ -540,7 +548,7 @@ def evaluate_renders(prompts: Optional[Iterable[dict]] = None, fps: Union[str, f
         videos = _embedded(videos, domain_fvd, features)
     report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
     if domain_fvd is not None:
-        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features))
+        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features), times)
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report

@@ -45,8 +45,9 @@ class DomainVideoNet(nn.Module):
     def __init__(self):
         super().__init__()
         # Averaged over time and space at the end: a shape is the same shape anywhere in the frame.
-        self.body = nn.Sequential(_unit(3, 32, (1, 2, 2)), _unit(32, 64, 2), _unit(64, 96, 2), _unit(96, 128, (1, 2, 2)),
-                                  nn.Conv3d(128, FEATURES, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten())
+        self.body = nn.Sequential(_unit(3, 32, (1, 2, 2)), _unit(32, 64, 2), _unit(64, 96, 2),
+                                  _unit(96, 128, (1, 2, 2)), nn.Conv3d(128, FEATURES, 1), nn.AdaptiveAvgPool3d(1),
+                                  nn.Flatten())
         self.heads = nn.ModuleDict({name: nn.Linear(FEATURES, len(values)) for name, values in LABELS.items()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

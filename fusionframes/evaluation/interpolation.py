@@ -32,6 +32,14 @@ def _scores(prediction: torch.Tensor, truth: torch.Tensor) -> Dict[str, float]:
 
 
 @torch.no_grad()
+def rebuild(pipe, clip: torch.Tensor, skip_frames: int, num_inference_steps: int, guidance: float, generator):
+    """A clip (B, 3, 4G+1, H, W) in [−1, 1] → its latents, and the latents one interpolation pass rebuilds from
+    every 4th of them."""
+    latents = pipe.movq.encode(clip.to(pipe.device, pipe.movq.dtype)).float()
+    return latents, pipe.interpolate(latents[:, :, ::4], skip_frames, num_inference_steps, guidance, generator)
+
+
+@torch.no_grad()
 def interpolation_quality(pipe, clips: Iterable[torch.Tensor], skip_frames: int, num_inference_steps: int = 10,
                           guidance_scale: Optional[float] = None, seed: int = 0,
                           progress: Optional[Callable[[int], None]] = None) -> dict:
@@ -46,9 +54,8 @@ def interpolation_quality(pipe, clips: Iterable[torch.Tensor], skip_frames: int,
         if clip.ndim != 5 or clip.shape[1] != 3 or f < 5 or (f - 1) % 4:
             raise FusionFramesError(f"clips must be (batch, 3, 4G+1, H, W) videos in [-1, 1], got shape "
                                     f"{tuple(clip.shape)}")
-        latents = pipe.movq.encode(clip.to(pipe.device, pipe.movq.dtype)).float()
+        latents, predicted = rebuild(pipe, clip, skip_frames, num_inference_steps, guidance, generator)
         truth = rearrange((clip.float() + 1) / 2, "b c f h w -> b f c h w").clamp(0, 1)
-        predicted = pipe.interpolate(latents[:, :, ::4], skip_frames, num_inference_steps, guidance, generator)
         decoded = {"model": pipe.decode(predicted), "autoencoder": pipe.decode(latents)}
         keyframes = decoded["autoencoder"][:, ::4].cpu()
         left, right = keyframes[:, :-1, None], keyframes[:, 1:, None]
@@ -126,4 +133,4 @@ def plot_skip_curve(rows: Dict[int, dict], png, metric: str = "psnr", width: int
     image.save(png)
 
 
-__all__ = ["interpolation_quality", "procedural_clips", "format_table", "plot_skip_curve", "METHODS"]
+__all__ = ["interpolation_quality", "rebuild", "procedural_clips", "format_table", "plot_skip_curve", "METHODS"]

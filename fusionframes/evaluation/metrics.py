@@ -93,9 +93,9 @@ def lpips(a, b, network) -> torch.Tensor:
     a, b = _images(a, "a"), _images(b, "b")
     if a.shape != b.shape or a.shape[1] != 3:
         raise FusionFramesError(f"LPIPS compares RGB images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    dtype = next(network.parameters()).dtype
+    param = next(network.parameters())
     with torch.no_grad():
-        return network.distances(a.to(dtype) * 2 - 1, b.to(dtype) * 2 - 1).double()
+        return network.distances(a.to(param) * 2 - 1, b.to(param) * 2 - 1).double().cpu()
 
 
 def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

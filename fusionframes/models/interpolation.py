@@ -252,9 +252,11 @@ class MaskedInterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning
         """The group model's interface (noisy in-between frames (B, c, 3·G, h, w), keyframes (B, c, G+1, h, w) →
         their prediction), run as this baseline runs: one 5-frame window per keyframe pair, known frames given."""
         b, g = sample.shape[0], keyframes.shape[2] - 1
-        if sample.shape[2] != GROUP_SIZE * g:
-            raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * g} frames, got "
-                                    f"{tuple(sample.shape)}")
+        if g < 1 or sample.shape[2] != GROUP_SIZE * g or keyframes.shape[0] != b \
+                or keyframes.shape[-2:] != sample.shape[-2:]:
+            raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * max(g, 0)} "
+                                    f"frames of the same batch and size; got sample {tuple(sample.shape)}, "
+                                    f"keyframes {tuple(keyframes.shape)}")
         condition, known = masked_windows(keyframes)
         windows = torch.cat([condition[:, :, :1], rearrange(sample, "b c (g k) h w -> (b g) c k h w", k=GROUP_SIZE),
                              condition[:, :, -1:]], dim=2)

@@ -17,6 +17,7 @@ from torch import nn
 from ..diffusion import Schedule, diffusion_loss, guided, sample_ancestral
 from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
+from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
 from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
@@ -292,6 +293,22 @@ class MaskedInterpolationTask(InterpolationTask):
 
     def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
         return self.unet.predict_groups(sample, timestep, keyframes, skip_frames, perturbation_timestep)
+
+    def forward(self, batch, generator):
+        """As the baseline trains: a timestep and noise per 5-frame window (not one per clip)."""
+        video = self.latents(batch)
+        keyframes, middle, t_p = self.conditioning(video, generator)
+        condition, known = masked_windows(keyframes)
+        g = keyframes.shape[2] - 1
+        windows = torch.cat([condition[:, :, :1], rearrange(middle, "b c (g k) h w -> (b g) c k h w", k=3),
+                             condition[:, :, -1:]], dim=2)
+        x_t, noise, t = self.noised(windows, generator)
+        # The known slots carry the (perturbed) keyframes themselves, as at sampling time.
+        x_t = torch.cat([condition[:, :, :1], x_t[:, :, 1:-1], condition[:, :, -1:]], dim=2)
+        skip = torch.as_tensor(batch["skip_frames"], device=video.device).repeat_interleave(g)
+        prediction = self.unet(x_t, t, condition, known, skip, t_p.repeat_interleave(g))
+        unknown = slice(1, -1)
+        return self.diffusion_loss(prediction[:, :, unknown], windows[:, :, unknown], noise[:, :, unknown], t)
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "masked_interpolation_unet")

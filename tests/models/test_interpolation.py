@@ -328,5 +328,5 @@ def test_masked_predict_groups_is_one_window_per_pair_with_known_keyframes():
                 mask = torch.tensor([[True, False, False, False, True]])
                 expected = model(window, [T, 100][b], condition, mask, [1, 5][b], 7)[:, :, 1:4]
                 assert_same_output(out[b:b + 1, :, 3 * g:3 * g + 3], expected)
-    with pytest.raises(FusionFramesError, match="3 keyframes need a sample of 6 frames"):
+    with pytest.raises(FusionFramesError, match="3 keyframes need a sample of 6 frames of the same batch and size"):
         model.predict_groups(randn(1, 4, 5, 8, 8), T, randn(1, 4, 3, 8, 8), 1)
