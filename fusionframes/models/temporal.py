@@ -7,6 +7,7 @@ they are (Conv1D = 3×1×1, Conv3D = 3×3×3, Attn1D = attention over time per p
 on each frame.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -21,7 +22,10 @@ from .blocks import Attention, ConditionalGroupNorm, TemporalMerge, feed_forward
 class TemporalConvLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, cond_dim: int, groups: int, kernel: tuple):
         super().__init__()
-        self.norm = ConditionalGroupNorm(groups, in_channels, cond_dim)
+        # The Conv3D variant's bottleneck (C/2/2 channels) divides into the official 32 groups at every official
+        # width; in a small model it may not, and then takes the largest group count that divides it (GroupNorm
+        # here has no parameters, so weights and counts are unchanged).
+        self.norm = ConditionalGroupNorm(math.gcd(groups, in_channels), in_channels, cond_dim)
         self.conv = nn.Conv3d(in_channels, out_channels, kernel, padding=tuple(k // 2 for k in kernel))
 
     def forward(self, x: torch.Tensor, time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
