@@ -343,7 +343,8 @@ def format_markdown(name: str, result: dict) -> str:
     lines = ["| variant | " + " | ".join(title for _, title in columns) + " |",
              "|---|" + "---:|" * len(columns)]
     for variant, row in result["rows"].items():
-        lines.append(f"| {variant} | " + " | ".join(_cell(row.get(key)) for key, _ in columns) + " |")
+        cells = [f"{100 * row[key]:.1f}%" if key.endswith("_accuracy") else _cell(row.get(key)) for key, _ in columns]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     verdict = "holds" if result["finding_holds"] else "does not hold"
     lines += ["", f"The paper's finding — {FINDINGS[name]} — {verdict} at this scale "
                   f"(test: {result['finding_test']})."]
