@@ -351,6 +351,14 @@ def format_markdown(name: str, result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short(value: float) -> str:
+    """A plot label: 3 significant digits, with k / M / G for large counts."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 def _metric(row: dict, key: str) -> Optional[float]:
     value = row.get(key)
     return value["psnr"] if isinstance(value, dict) else value
@@ -373,15 +381,15 @@ def plot_bars(name: str, result: dict, png) -> None:
         x0, y0 = (i % cols) * panel_w, (i // cols) * panel_h
         values = [_metric(result["rows"][v], key) for v in variants]
         top = max((abs(v) for v in values if v is not None), default=1.0) or 1.0
-        draw.text((x0 + 6, y0 + 6), title.replace("PSNR / SSIM (/ LPIPS)", "PSNR").replace("PSNR / SSIM", "PSNR"),
-                  fill="black")
+        title = title.replace("PSNR / SSIM (/ LPIPS)", "PSNR").replace("PSNR / SSIM", "PSNR")
+        draw.text((x0 + 6, y0 + 6), title.replace(" ↓", " (lower is better)"), fill="black")
         for j, (variant, value) in enumerate(zip(variants, values)):
             y = y0 + pad + j * bar_h
-            draw.text((x0 + 6, y + 3), variant[:20], fill="black")
-            if value is not None:
-                width = int((panel_w - 150) * abs(value) / top)
+            draw.text((x0 + 6, y + 3), variant[:21], fill="black")
+            if value is not None:  # bars end 70 px before the panel's edge, where the value is written
+                width = int((panel_w - 210) * abs(value) / top)
                 draw.rectangle([x0 + 130, y + 2, x0 + 130 + width, y + bar_h - 4], fill=palette[j % len(palette)])
-                draw.text((x0 + 134 + width, y + 3), _cell(value), fill="black")
+                draw.text((x0 + 134 + width, y + 3), _short(value), fill="black")
     image.save(png)
 
 
