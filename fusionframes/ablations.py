@@ -319,7 +319,8 @@ def _cell(value, digits=2) -> str:
     if value is None:
         return "–"
     if isinstance(value, dict):
-        return f"{value['psnr']:.2f} / {value['ssim']:.3f}" + (f" / {value['lpips']:.4f}" if "lpips" in value else "")
+        return f"{value['psnr']:.2f} / {value['ssim']:.3f} / {value['mse']:.4f}" + (
+            f" / {value['lpips']:.4f}" if "lpips" in value else "")
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.{digits}f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2e}"
@@ -329,12 +330,12 @@ COLUMNS = {
     "keyframes": [("parameters", "parameters"), ("temporal_parameters", "temporal parameters"),
                   ("domain_fvd", "domain FVD ↓"), ("color_accuracy", "colour"), ("shape_accuracy", "shape"),
                   ("motion_accuracy", "motion"), ("all_accuracy", "all four"), ("seconds_per_step", "s / step")],
-    "interpolation": [("parameters", "parameters"), ("procedural_s3", "PSNR / SSIM, s=3"),
-                      ("procedural_s8", "PSNR / SSIM, s=8"), ("real", "PSNR / SSIM, real footage s=1"),
+    "interpolation": [("parameters", "parameters"), ("procedural_s3", "PSNR / SSIM / MSE, s=3"),
+                      ("procedural_s8", "PSNR / SSIM / MSE, s=8"), ("real", "PSNR / SSIM / MSE, real footage s=1"),
                       ("domain_fvd", "domain FVD ↓"), ("seconds_per_pass_step", "s per sampling step"),
                       ("flops_per_pass_step", "FLOPs per sampling step"), ("seconds_per_step", "s / train step")],
-    "decoder": [("decoder_parameters", "decoder parameters"), ("procedural", "PSNR / SSIM (/ LPIPS), procedural"),
-                ("real", "PSNR / SSIM (/ LPIPS), real footage"), ("seconds_per_step", "s / train step")],
+    "decoder": [("decoder_parameters", "decoder parameters"), ("procedural", "PSNR / SSIM / MSE (/ LPIPS), procedural"),
+                ("real", "PSNR / SSIM / MSE (/ LPIPS), real footage"), ("seconds_per_step", "s / train step")],
 }
 
 
@@ -381,7 +382,7 @@ def plot_bars(name: str, result: dict, png) -> None:
         x0, y0 = (i % cols) * panel_w, (i // cols) * panel_h
         values = [_metric(result["rows"][v], key) for v in variants]
         top = max((abs(v) for v in values if v is not None), default=1.0) or 1.0
-        title = title.replace("PSNR / SSIM (/ LPIPS)", "PSNR").replace("PSNR / SSIM", "PSNR")
+        title = title.replace("PSNR / SSIM / MSE (/ LPIPS)", "PSNR").replace("PSNR / SSIM / MSE", "PSNR")
         draw.text((x0 + 6, y0 + 6), title.replace(" ↓", " (lower is better)"), fill="black")
         for j, (variant, value) in enumerate(zip(variants, values)):
             y = y0 + pad + j * bar_h
