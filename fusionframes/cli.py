@@ -428,7 +428,7 @@ def _bench(args):
     dtype = _dtype(args.dtype)
     if args.repeats < 1:
         raise FusionFramesError(f"--repeats must be ≥ 1, got {args.repeats}")
-    device, dtype = _device(args.device), dtype
+    device = _device(args.device)
     from . import bench
 
     if args.what == "pipeline":

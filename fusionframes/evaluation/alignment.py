@@ -421,9 +421,13 @@ def _records(prompts) -> List[dict]:
 
 
 def _evaluate(records: List[dict], videos: Iterable[np.ndarray], fps: Optional[float],
-              still_threshold: float, flicker_threshold: float, progress: Optional[Callable] = None) -> dict:
+              still_threshold: float, flicker_threshold: float, progress: Optional[Callable] = None,
+              domain_fvd=None, times_of: Optional[Callable[[int], np.ndarray]] = None) -> dict:
+    """Score the videos; with ``domain_fvd``, also their distance to renders at ``times_of(frames per video)``."""
     start = time.perf_counter()
-    rows = []
+    rows, features = [], []
+    if domain_fvd is not None:
+        videos = _embedded(videos, domain_fvd, features)
     for i, (record, video) in enumerate(zip(records, videos)):
         frames = _check_frames(video)
         labels = read_video_labels(frames, fps=fps, still_threshold=still_threshold)
@@ -434,7 +438,10 @@ def _evaluate(records: List[dict], videos: Iterable[np.ndarray], fps: Optional[f
                          size_px=int(min(frames.shape[1:3]))))
         if progress is not None:
             progress(i + 1, len(records), rows[-1])
-    return _score(rows, fps, still_threshold, flicker_threshold, time.perf_counter() - start)
+    report = _score(rows, fps, still_threshold, flicker_threshold, time.perf_counter() - start)
+    if domain_fvd is not None:
+        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features), times_of(rows[0]["frames"]))
+    return report
 
 
 def _generated(generate: Callable, records: List[dict], batch_size: int):
@@ -499,13 +506,8 @@ def evaluate_alignment(generate: Callable, prompts: Optional[Iterable[dict]] = N
     if not isinstance(batch_size, int) or batch_size < 1:
         raise FusionFramesError(f"batch_size must be a positive integer, got {batch_size!r}")
     records = _records(prompts)
-    videos, features = _generated(generate, records, batch_size), []
-    if domain_fvd is not None:
-        videos = _embedded(videos, domain_fvd, features)
-    report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
-    if domain_fvd is not None:
-        times = _generated_times(fps, report["per_prompt"][0]["frames"])
-        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features), times)
+    report = _evaluate(records, _generated(generate, records, batch_size), fps_value(fps), still_threshold,
+                       flicker_threshold, progress, domain_fvd, lambda frames: _generated_times(fps, frames))
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report
@@ -543,12 +545,9 @@ def evaluate_renders(prompts: Optional[Iterable[dict]] = None, fps: Union[str, f
             frames = degrade(frames, noise, blur, seed=np.random.default_rng((seed, index)))
         return frames
 
-    videos, features = (frames_of(i, record) for i, record in enumerate(records)), []
-    if domain_fvd is not None:
-        videos = _embedded(videos, domain_fvd, features)
-    report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress)
-    if domain_fvd is not None:
-        report["domain_fvd"] = _domain_fvd(domain_fvd, records, np.concatenate(features), times)
+    videos = (frames_of(i, record) for i, record in enumerate(records))
+    report = _evaluate(records, videos, fps_value(fps), still_threshold, flicker_threshold, progress, domain_fvd,
+                       lambda frames: times)
     if markdown is not None:
         Path(markdown).write_text(format_markdown(report))
     return report

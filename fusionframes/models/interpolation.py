@@ -92,6 +92,17 @@ class InterpolationConditioning(UNetSkeleton):
         return nn.Module.to(self, device=t2i.device, dtype=t2i.dtype)  # ModelMixin.to warns on casts
 
 
+def check_groups(sample: torch.Tensor, keyframes: torch.Tensor):
+    """(batch, groups) of in-between frames (B, c, 3·G, h, w) and their keyframes (B, c, G+1, h, w), or an error."""
+    b, g = sample.shape[0], keyframes.shape[2] - 1
+    if g < 1 or sample.shape[2] != GROUP_SIZE * g or keyframes.shape[0] != b \
+            or keyframes.shape[-2:] != sample.shape[-2:]:
+        raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * max(g, 0)} "
+                                f"frames of the same batch and size; got sample {tuple(sample.shape)}, "
+                                f"keyframes {tuple(keyframes.shape)}")
+    return b, g
+
+
 def _check_inflatable(t2i: Kandinsky3UNet):
     if type(t2i) is not Kandinsky3UNet:
         raise FusionFramesError(f"inflate from a Kandinsky3UNet (text-to-image), not {type(t2i).__name__}")
@@ -152,12 +163,7 @@ class InterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning):
         c = self.latent_channels
         check_video(sample, c)
         check_video(keyframes, c, "keyframes")
-        b, g = sample.shape[0], keyframes.shape[2] - 1
-        if g < 1 or sample.shape[2] != GROUP_SIZE * g or keyframes.shape[0] != b \
-                or keyframes.shape[-2:] != sample.shape[-2:]:
-            raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * max(g, 0)} "
-                                    f"frames of the same batch and size; got sample {tuple(sample.shape)}, "
-                                    f"keyframes {tuple(keyframes.shape)}")
+        b, g = check_groups(sample, keyframes)
         time_embed, context, mask = self.conditioning(timestep, skip_frames, perturbation_timestep,
                                                       encoder_hidden_states, encoder_attention_mask, b, sample.device)
         x = torch.cat([
@@ -251,12 +257,7 @@ class MaskedInterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning
                        perturbation_timestep=0) -> torch.Tensor:
         """The group model's interface (noisy in-between frames (B, c, 3·G, h, w), keyframes (B, c, G+1, h, w) →
         their prediction), run as this baseline runs: one 5-frame window per keyframe pair, known frames given."""
-        b, g = sample.shape[0], keyframes.shape[2] - 1
-        if g < 1 or sample.shape[2] != GROUP_SIZE * g or keyframes.shape[0] != b \
-                or keyframes.shape[-2:] != sample.shape[-2:]:
-            raise FusionFramesError(f"{keyframes.shape[2]} keyframes need a sample of {GROUP_SIZE * max(g, 0)} "
-                                    f"frames of the same batch and size; got sample {tuple(sample.shape)}, "
-                                    f"keyframes {tuple(keyframes.shape)}")
+        b, g = check_groups(sample, keyframes)
         condition, known = masked_windows(keyframes)
         windows = torch.cat([condition[:, :, :1], rearrange(sample, "b c (g k) h w -> (b g) c k h w", k=GROUP_SIZE),
                              condition[:, :, -1:]], dim=2)
