@@ -31,7 +31,8 @@ def _synchronize():
 
 
 def measure(call: Callable[[], object], repeats: int) -> dict:
-    """Median seconds of ``call`` over ``repeats`` runs after a warm-up, and the FLOPs of one run."""
+    """Median seconds of ``call`` over ``repeats`` runs after a warm-up, and the FLOPs of one run (in all and
+    per operator)."""
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
             call()
@@ -42,7 +43,8 @@ def measure(call: Callable[[], object], repeats: int) -> dict:
             call()
             _synchronize()
             times.append(time.perf_counter() - start)
-    return dict(seconds=statistics.median(times), flops=counter.get_total_flops())
+    return dict(seconds=statistics.median(times), flops=counter.get_total_flops(),
+                flops_by_op={str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()})
 
 
 def masked_twin(pipe: FusionFramesPipeline) -> MaskedInterpolationUNet:
@@ -233,11 +235,58 @@ def matmul_peak(size: int = 2048, repeats: int = 5, dtype=torch.float32, device=
     return 2 * size ** 3 / t
 
 
-def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 12) -> dict:
-    """Achieved FLOP/s of one keyframe U-Net call (default keyframes and size, guidance batch) against the matmul
-    peak measured in the same run, and the profile's most expensive operators."""
+def _family(op_name: str) -> Optional[str]:
+    """The kernel family of an operator, named as the profiler (``aten::mm``) or the FLOP counter (``aten.mm``).
+
+    Attention is a matmul here: its FLOPs are counted through the math kernel's matmuls (see the module note)."""
+    parts = op_name.replace("::", ".").split(".")
+    bare = parts[1] if len(parts) > 1 else parts[0]
+    if "conv" in bare:
+        return "convolution"
+    if "scaled_dot_product" in bare or bare in ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear"):
+        return "matmul"
+    return None
+
+
+def utilisation(call: Callable[[], object], peak: float, device: torch.device, repeats: int = 3,
+                top: int = 12) -> dict:
+    """Achieved FLOP/s of ``call`` against ``peak``, split by kernel family (convolutions; matmuls with attention:
+    their FLOPs over the time the profiler gives their kernels), and the profile's most expensive operators."""
     from torch.profiler import ProfilerActivity, profile
 
+    result = measure(call, repeats)
+    families = ("convolution", "matmul")
+    flops = dict.fromkeys(families, 0)
+    for op, count in result["flops_by_op"].items():
+        if _family(op):
+            flops[_family(op)] += count
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch.no_grad(), profile(activities=activities) as prof:
+        call()
+    events = prof.key_averages()
+    cost = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # noqa: E731
+    total = sum(cost(e) for e in events)
+    spent = dict.fromkeys(families, 0.0)
+    for e in events:
+        if _family(e.key):
+            spent[_family(e.key)] += cost(e)
+    # A family's kernels run at its FLOPs over its share of the call's time: what the call would reach if
+    # nothing else (normalisation, activations, copies, Python) cost anything.
+    kernels = {family: dict(flops=flops[family], share_of_time=spent[family] / total,
+                            utilisation=(flops[family] / (result["seconds"] * spent[family] / total) / peak
+                                         if spent[family] else None))
+               for family in families}
+    ops = sorted(events, key=cost, reverse=True)[:top]
+    return dict(flops=result["flops"], seconds=result["seconds"], achieved=result["flops"] / result["seconds"],
+                matmul_peak=peak, utilisation=result["flops"] / result["seconds"] / peak, kernels=kernels,
+                threads=torch.get_num_threads(),
+                top_ops=[dict(op=e.key, share=cost(e) / total, calls=e.count) for e in ops])
+
+
+def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 12) -> dict:
+    """One keyframe U-Net call of ``pipe`` (default keyframes and size, guidance batch) against the matmul peak
+    measured in the same run."""
     d = pipe.defaults
     h, w = pipe.valid_size(d["height"], d["width"])
     context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
@@ -246,26 +295,40 @@ def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 1
     x = torch.randn(cfg, unet.config.out_channels, d["num_keyframes"], h, w).to(unet.device, unet.dtype)
     call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
                         mask[None].expand(cfg, -1))
-    result = measure(call, repeats)
     peak = matmul_peak(dtype=unet.dtype, device=unet.device)
-    cuda = unet.device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with torch.no_grad(), profile(activities=activities) as prof:
-        call()
-    cost = (lambda e: e.self_device_time_total) if cuda else (lambda e: e.self_cpu_time_total)  # noqa: E731
-    ops = sorted(prof.key_averages(), key=cost, reverse=True)[:top]
-    total = sum(cost(e) for e in prof.key_averages())
-    return dict(flops=result["flops"], seconds=result["seconds"], achieved=result["flops"] / result["seconds"],
-                matmul_peak=peak, utilisation=result["flops"] / result["seconds"] / peak,
-                dtype=str(unet.dtype).replace("torch.", ""), threads=torch.get_num_threads(),
-                top_ops=[dict(op=e.key, share=cost(e) / total, calls=e.count) for e in ops])
+    return dict(model="default keyframe U-Net", dtype=str(unet.dtype).replace("torch.", ""), shape=list(x.shape),
+                **utilisation(call, peak, unet.device, repeats, top))
+
+
+def bench_utilisation_full_size(device="cpu", dtype=None, frames: int = 4, latent: int = 16, repeats: int = 2,
+                                top: int = 12) -> dict:
+    """The same measurement for the full-size KV 1.0 keyframe U-Net (random weights; 8.3 GB in bfloat16, the
+    default): one video of ``frames`` frames at ``latent``² with 16 text tokens, to show how the architecture at
+    its real width uses the machine."""
+    from .models.presets import build_preset
+
+    dtype = dtype or torch.bfloat16
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        unet = build_preset("kv1-keyframe-unet", device=device, dtype=dtype).eval()
+        x = torch.randn(1, 4, frames, latent, latent, device=device, dtype=dtype)
+        context = torch.randn(1, 16, unet.config.context_dim, device=device, dtype=dtype)
+    mask = torch.ones(1, 16, dtype=torch.bool, device=device)
+    peak = matmul_peak(dtype=dtype, device=device)
+    return dict(model="full-size KV 1.0 keyframe U-Net (random weights)", dtype=str(dtype).replace("torch.", ""),
+                shape=list(x.shape), **utilisation(lambda: unet(x, 500, context, mask), peak, x.device, repeats, top))
 
 
 def utilisation_markdown(result: dict) -> str:
-    rows = [f"Keyframe U-Net call: {result['flops'] / 1e9:.1f} GFLOP in {result['seconds']:.3f} s = "
-            f"{result['achieved'] / 1e9:.1f} GFLOP/s; matmul peak {result['matmul_peak'] / 1e9:.1f} GFLOP/s "
-            f"({result['dtype']}, {result['threads']} threads): utilisation {100 * result['utilisation']:.0f}%.",
-            "", "| operator | share of CPU time | calls |", "|---|---|---|"]
+    rows = [f"{result['model']}, input {tuple(result['shape'])}: {result['flops'] / 1e9:.1f} GFLOP in "
+            f"{result['seconds']:.3f} s = {result['achieved'] / 1e9:.1f} GFLOP/s; matmul peak "
+            f"{result['matmul_peak'] / 1e9:.1f} GFLOP/s ({result['dtype']}, {result['threads']} threads): "
+            f"utilisation {100 * result['utilisation']:.0f}%.", "",
+            "| kernel family | share of FLOPs | share of time | its kernels' utilisation |", "|---|---|---|---|"]
+    for family, k in result["kernels"].items():
+        rows.append(f"| {family} | {100 * k['flops'] / result['flops']:.1f}% | {100 * k['share_of_time']:.1f}% | "
+                    + (f"{100 * k['utilisation']:.0f}% |" if k["utilisation"] is not None else "— |"))
+    rows += ["", "| operator | share of time | calls |", "|---|---|---|"]
     rows += [f"| {op['op']} | {100 * op['share']:.1f}% | {op['calls']} |" for op in result["top_ops"]]
     return "\n".join(rows) + "\n"
 

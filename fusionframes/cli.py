@@ -455,6 +455,11 @@ def _bench(args):
         else:
             result = bench.bench_utilisation(pipe, repeats=args.repeats)
             table = bench.utilisation_markdown(result)
+            if args.full_size:
+                full = bench.bench_utilisation_full_size(device, None if args.dtype == "float32" else dtype,
+                                                         repeats=min(args.repeats, 2))
+                result = dict(default_model=result, full_size=full)
+                table += "\n" + bench.utilisation_markdown(full)
     if args.out:
         _write_atomic(Path(args.out) / f"{args.what}.json", json.dumps(result, indent=1) + "\n")
         _write_atomic(Path(args.out) / f"{args.what}.md", table)
@@ -585,6 +590,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "scaling (CPU), full-size memory")
     p.add_argument("what", choices=["interpolation", "pipeline", "utilisation", "scaling", "memory"])
     p.add_argument("--measure", action="store_true", help="memory: also run full-size U-Net steps (≈ 9 GB RAM each)")
+    p.add_argument("--full-size", action="store_true", help="utilisation: also measure the full-size KV 1.0 keyframe "
+                                                            "U-Net (random weights, bfloat16 unless --dtype; 9 GB)")
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")

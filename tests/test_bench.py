@@ -31,7 +31,22 @@ def test_utilisation_is_a_fraction_of_the_measured_peak(pipe):
     result = bench.bench_utilisation(pipe, repeats=1, top=5)
     assert result["flops"] > 0 and 0 < result["utilisation"] < 1.5 and len(result["top_ops"]) == 5
     assert sum(op["share"] for op in result["top_ops"]) <= 1.0 + 1e-9
-    assert "utilisation" in bench.utilisation_markdown(result)
+    kernels = result["kernels"]
+    # Convolutions and matmuls are all the FLOPs a U-Net has; each family's time is a part of the call's.
+    assert kernels["convolution"]["flops"] + kernels["matmul"]["flops"] == result["flops"]
+    assert kernels["convolution"]["flops"] > kernels["matmul"]["flops"] > 0
+    assert 0 < kernels["convolution"]["share_of_time"] + kernels["matmul"]["share_of_time"] < 1
+    for k in kernels.values():  # a family runs at its share of the FLOPs over its share of the time
+        assert k["utilisation"] * k["share_of_time"] == pytest.approx(result["utilisation"] * k["flops"]
+                                                                      / result["flops"])
+    assert "| convolution |" in bench.utilisation_markdown(result)
+
+
+def test_op_families_match_profiler_and_counter_names():
+    assert [bench._family(n) for n in ("aten::mkldnn_convolution", "aten.convolution", "aten.mm", "aten::addmm",
+                                       "aten::_scaled_dot_product_flash_attention_for_cpu", "aten.bmm",
+                                       "aten::silu", "aten::native_group_norm", "[memory]")] == \
+        ["convolution", "convolution", "matmul", "matmul", "matmul", "matmul", None, None, None]
 
 
 def test_bench_cli_writes_json_and_markdown(pipe, tmp_path, capsys):

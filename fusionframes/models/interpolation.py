@@ -171,7 +171,7 @@ class InterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning):
             rearrange(sample, "b c (g t) h w -> b g (t c) h w", t=GROUP_SIZE),  # official order: frame-major
             rearrange(keyframes[:, :, 1:], "b c g h w -> b g c h w"),
         ], dim=2)
-        out = self.run(rearrange(x, "b g c h w -> (b g) c h w"), repeat_frames(time_embed, g),
+        out = self.run(rearrange(x, "b g c h w -> (b g) c h w"), time_embed,
                        repeat_frames(context, g), repeat_frames(mask, g), num_frames=g)
         return rearrange(out, "(b g) (t c) h w -> b c (g t) h w", g=g, t=GROUP_SIZE)
 
@@ -249,7 +249,7 @@ class MaskedInterpolationUNet(ModelMixin, ConfigMixin, InterpolationConditioning
                                              .expand(b, f).reshape(-1))
         frame_mask = condition_mask.to(sample.dtype)[:, None, :, None, None].expand(b, 1, f, *sample.shape[-2:])
         x = rearrange(torch.cat([sample, condition, frame_mask], dim=1), "b c f h w -> (b f) c h w")
-        out = self.run(x, repeat_frames(time_embed, f), repeat_frames(context, f), repeat_frames(mask, f),
+        out = self.run(x, time_embed, repeat_frames(context, f), repeat_frames(mask, f),
                        frame_embed, f)
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)
 

@@ -322,7 +322,8 @@ class KeyframeUNet(Kandinsky3UNet):
                                     f"got {tuple(frame_positions.shape)}")
         frame_embed = self.to_temporal_embed(frame_positions.expand(b, f).reshape(-1))
         t = as_batch(timestep, b, sample.device)
-        time_embed = repeat_frames(self.embed_time(t, encoder_hidden_states, encoder_attention_mask), f)
+        # One time embedding per sample: every norm broadcasts it over the sample's frames.
+        time_embed = self.embed_time(t, encoder_hidden_states, encoder_attention_mask)
         out = self.run(rearrange(sample, "b c f h w -> (b f) c h w"), time_embed,
                             repeat_frames(encoder_hidden_states, f), repeat_frames(encoder_attention_mask, f),
                             frame_embed, f)

@@ -50,6 +50,14 @@ def test_conditional_group_norm_scales_and_shifts_from_condition():
     torch.testing.assert_close(norm(x5, cond), expected5)
 
 
+def test_conditional_group_norm_broadcasts_one_condition_per_sample_over_its_frames():
+    norm = randomize(ConditionalGroupNorm(4, 16, 10))
+    x, cond = randn(6, 16, 5, 7, seed=1), randn(2, 10, seed=2)  # 2 samples × 3 frames folded as (b f)
+    torch.testing.assert_close(norm(x, cond), norm(x, cond.repeat_interleave(3, dim=0)))
+    with pytest.raises(ValueError, match="conditioning batch 4 does not divide the input batch 6"):
+        norm(x, randn(4, 10, seed=3))
+
+
 def _reference_attention(attn: Attention, x, context, mask=None):
     q, k, v = attn.to_query(x), attn.to_key(context), attn.to_value(context)
     heads = attn.num_heads

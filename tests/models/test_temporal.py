@@ -168,6 +168,6 @@ def test_temporal_attention_block_is_identity_at_init():
 def test_a_narrow_conv3d_bottleneck_takes_a_group_count_that_divides_it():
     """48 channels → 24 after the projection → 12 in the bottleneck: 8 groups do not divide 12, 4 do."""
     block = TemporalConvBlock(48, 16, groups=8, spatial_kernel=3, projection_ratio=2)
-    assert [layer.norm.norm.num_groups for layer in block.layers] == [8, 4, 4, 4]
+    assert [layer.norm.groups for layer in block.layers] == [8, 4, 4, 4]
     x = torch.randn(2 * 3, 48, 4, 4)
     assert torch.equal(block(x, torch.randn(6, 16), num_frames=3), x)  # identity at initialisation
