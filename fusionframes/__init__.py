@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .errors import FusionFramesError
 
 __version__ = "0.1.0"
@@ -21,4 +22,4 @@ def load_default_pipeline(dtype=None, device=None, text_encoder=None):
     return FusionFramesPipeline.from_pretrained(DEFAULT_MODEL, text_encoder=text_encoder, dtype=dtype, device=device)
 
 
-__all__ = ["DEFAULT_MODEL", "FusionFramesError", "load_default_pipeline", "__version__"]
+__all__ = ["DEFAULT_MODEL", "FusionFramesError", "keep_freed_memory", "load_default_pipeline", "__version__"]

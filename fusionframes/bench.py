@@ -19,6 +19,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from . import allocator
 from .errors import FusionFramesError
 from .models import MaskedInterpolationUNet
 from .models.interpolation import masked_windows
@@ -157,7 +158,7 @@ def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
     ``what`` instead of a wait that never ends."""
     mp = multiprocessing.get_context("spawn")
     results = mp.Queue()
-    process = mp.Process(target=target, args=(*args, results))
+    process = mp.Process(target=_child, args=(allocator.enabled, target, *args, results))
     process.start()
     while True:
         try:
@@ -170,6 +171,12 @@ def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
     if "error" in result:
         raise FusionFramesError(f"{what} failed: {result['error']}")
     return result
+
+
+def _child(keep_freed_memory: bool, target: Callable, *args) -> None:
+    if keep_freed_memory:  # a spawned child starts with the C library's defaults: measure what the parent runs
+        allocator.keep_freed_memory()
+    target(*args)
 
 
 def _run_level(model, fps: str, device: str, dtype, repeats: int, queue) -> None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import DEFAULT_MODEL
+from .allocator import keep_freed_memory
 from .errors import FusionFramesError
 
 
@@ -604,6 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         args.run(args)
     except FusionFramesError as error:

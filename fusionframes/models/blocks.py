@@ -119,7 +119,7 @@ class TemporalMerge(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         out = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
         out = rearrange(self.conv(out), "b c f h w -> (b f) c h w")
-        return (1 - self.alpha) * x + self.alpha * out
+        return torch.lerp(x, out, self.alpha)  # (1−α)·x + α·out in one pass
 
 
 class Block(nn.Module):

@@ -49,7 +49,12 @@ def unfold(x: torch.Tensor) -> torch.Tensor:
 
 class SpatialNorm(nn.Module):
     """GroupNorm(eps 1e-6, affine), then — in the decoder — ``GN(f)·conv_y(zq) + conv_b(zq)`` with the latent
-    ``zq`` resized to the feature map by nearest-neighbour (official MoVQ; note: no ``1+`` on the scale)."""
+    ``zq`` resized to the feature map by nearest-neighbour (official MoVQ; note: no ``1+`` on the scale).
+
+    A 1×1 conv commutes with nearest-neighbour upsampling, so the convs run on the latent itself and each latent
+    pixel's scale and shift are spread over the block of features it covers (same numbers; at 128² output the
+    official order costs 64× the conv work and two full-size temporaries per norm).
+    """
 
     def __init__(self, channels: int, zq_channels: Optional[int] = None, groups: int = 32):
         super().__init__()
@@ -62,8 +67,12 @@ class SpatialNorm(nn.Module):
         out = self.norm_layer(x)
         if zq is None:
             return out
-        zq = F.interpolate(zq, size=x.shape[-2:], mode="nearest")
-        return out * self.conv_y(zq) + self.conv_b(zq)
+        (h, w), (zh, zw) = x.shape[-2:], zq.shape[-2:]
+        if h % zh or w % zw:
+            raise FusionFramesError(f"feature map {h}×{w} is not a whole multiple of the latent {zh}×{zw}")
+        blocks = rearrange(out, "n c (h p) (w q) -> n c h p w q", h=zh, w=zw)
+        scale, shift = (rearrange(conv(zq), "n c h w -> n c h 1 w 1") for conv in (self.conv_y, self.conv_b))
+        return rearrange(torch.addcmul(shift, blocks, scale), "n c h p w q -> n c (h p) (w q)")
 
 
 class ResnetBlock(nn.Module):
@@ -98,7 +107,7 @@ class ResnetBlock(nn.Module):
         if self.temporal_kernel is None:
             return h
         alpha = getattr(self, f"temporal_merge{i}")
-        return (1 - alpha) * h + alpha * unfold(getattr(self, f"temporal_projection{i}")(fold(h, num_frames)))
+        return torch.lerp(h, unfold(getattr(self, f"temporal_projection{i}")(fold(h, num_frames))), alpha)
 
     def forward(self, x, zq=None, num_frames: int = 1):
         h = self._conv(self.conv1, F.silu(self.norm1(x, zq)), num_frames)
