@@ -24,7 +24,13 @@ def test_group_interpolation_does_a_fifth_of_the_masked_work(pipe):
                                                                / sec["ours_interpolation"])
     assert sec["masked_pipeline"] - sec["ours_pipeline"] == pytest.approx(sec["masked_interpolation"]
                                                                          - sec["ours_interpolation"])
-    assert "| whole pipeline" in bench.interpolation_markdown(result)
+    official = result["at_official_steps"]
+    assert (official["steps"], official["interpolation_steps"]) == (50, 50)
+    per_step = {who: sum(s[who]["seconds"] for s in stages.values()) for who in ("ours", "masked")}
+    shared = 50 * result["keyframes_per_step"]["seconds"] + result["decode"]["seconds"]
+    assert official["time_ratio_pipeline"] == pytest.approx((shared + 50 * per_step["masked"])
+                                                            / (shared + 50 * per_step["ours"]))
+    assert "| whole pipeline at KV 1.0's 50 + 50" in bench.interpolation_markdown(result)
 
 
 def test_utilisation_is_a_fraction_of_the_measured_peak(pipe):
