@@ -12,6 +12,7 @@ the two drift apart with it.
 import math
 import multiprocessing
 import queue
+import re
 import statistics
 import sys
 import time
@@ -102,25 +103,27 @@ def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int]
     decode = measure(lambda: pipe.decode(latents), repeats)
 
     def whole(steps, isteps):
-        ours = sum(s["ours"]["seconds"] for s in stages.values()) * isteps
-        masked = sum(s["masked"]["seconds"] for s in stages.values()) * isteps
+        """Stage and pipeline seconds at these step counts, from the per-call times."""
+        ours_s, masked_s = (sum(s[who]["seconds"] for s in stages.values()) * isteps for who in ("ours", "masked"))
         shared = keyframes_stage["seconds"] * steps + decode["seconds"]
-        return dict(ours_interpolation=ours, masked_interpolation=masked, ours_pipeline=shared + ours,
-                    masked_pipeline=shared + masked, time_ratio_pipeline=(shared + masked) / (shared + ours))
+        return dict(ours_interpolation=ours_s, masked_interpolation=masked_s, ours_pipeline=shared + ours_s,
+                    masked_pipeline=shared + masked_s)
 
     steps, isteps = d["num_inference_steps"], d["interpolation_steps"]
     seconds = whole(steps, isteps)
     official = KV1_DEFAULTS["num_inference_steps"], KV1_DEFAULTS["interpolation_steps"]
+    at_official = whole(*official)
     flops = lambda who: sum(s[who]["flops"] for s in stages.values())  # noqa: E731
     return dict(
         num_keyframes=t, latent_size=[h, w], steps=steps, interpolation_steps=isteps, guidance_batch=cfg,
         stages=stages, keyframes_per_step=keyframes_stage, decode=decode,
-        seconds={k: v for k, v in seconds.items() if k != "time_ratio_pipeline"},
+        seconds=seconds,
         flops_ratio_interpolation=flops("masked") / flops("ours"),
         time_ratio_interpolation=seconds["masked_interpolation"] / seconds["ours_interpolation"],
-        time_ratio_pipeline=seconds["time_ratio_pipeline"],
+        time_ratio_pipeline=seconds["masked_pipeline"] / seconds["ours_pipeline"],
         # KV 1.0's step counts (the setting of the paper's Fig. 7): the same calls, re-weighted.
-        at_official_steps=dict(steps=official[0], interpolation_steps=official[1], **whole(*official)),
+        at_official_steps=dict(steps=official[0], interpolation_steps=official[1], **at_official,
+                               time_ratio_pipeline=at_official["masked_pipeline"] / at_official["ours_pipeline"]),
         parameters=dict(ours=sum(p.numel() for p in pipe.interpolation_unet.parameters()),
                         masked=sum(p.numel() for p in masked.parameters())))
 
@@ -168,7 +171,7 @@ def peak_memory_mb() -> Optional[float]:
 def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
     """Run ``target(*args, queue)`` in a spawned process (its peak memory is then its own) and return the dict it
     puts on the queue; a child that reports an error or dies (out of memory) becomes a FusionFramesError naming
-    ``what`` instead of a wait that never ends."""
+    ``what`` instead of a wait that never ends. The child keeps freed memory if this process does."""
     mp = multiprocessing.get_context("spawn")
     results = mp.Queue()
     process = mp.Process(target=_child, args=(allocator.enabled, target, *args, results))
@@ -186,8 +189,8 @@ def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
     return result
 
 
-def _child(keep_freed_memory: bool, target: Callable, *args) -> None:
-    if keep_freed_memory:  # a spawned child starts with the C library's defaults: measure what the parent runs
+def _child(keep_memory: bool, target: Callable, *args) -> None:
+    if keep_memory:  # a spawned child starts with the C library's defaults: measure what the parent runs
         allocator.keep_freed_memory()
     target(*args)
 
@@ -261,7 +264,7 @@ def _family(op_name: str) -> Optional[str]:
     Attention is a matmul here: its FLOPs are counted through the math kernel's matmuls (see the module note)."""
     parts = op_name.replace("::", ".").split(".")
     bare = parts[1] if len(parts) > 1 else parts[0]
-    if "conv" in bare:
+    if re.search(r"(^|_)conv(olution|\dd|_|$)", bare):  # conv2d, _convolution, mkldnn_…, slow_conv3d_forward
         return "convolution"
     if "scaled_dot_product" in bare or bare in ("mm", "addmm", "bmm", "baddbmm", "matmul", "linear"):
         return "matmul"
@@ -291,12 +294,14 @@ def utilisation(call: Callable[[], object], peak: float, device: torch.device, r
     for e in events:
         if _family(e.key):
             spent[_family(e.key)] += cost(e)
-    # A family's kernels run at its FLOPs over its share of the call's time: what the call would reach if
-    # nothing else (normalisation, activations, copies, Python) cost anything.
-    kernels = {family: dict(flops=flops[family], share_of_time=spent[family] / total,
-                            utilisation=(flops[family] / (result["best_seconds"] * spent[family] / total) / peak
-                                         if spent[family] else None))
-               for family in families}
+    # A family's kernels run at its FLOPs over its share of the call's time: what they reach while the rest
+    # (normalisation, activations, copies, Python) takes the remaining time. CPU only: on a GPU the profile lists
+    # kernels under their own names beside the operators that launch them.
+    kernels = None if cuda else {
+        family: dict(flops=flops[family], share_of_time=spent[family] / total,
+                     utilisation=(flops[family] / (result["best_seconds"] * spent[family] / total) / peak
+                                  if spent[family] else None))
+        for family in families}
     ops = sorted(events, key=cost, reverse=True)[:top]
     # Best against best: the call's and the peak's fastest runs, both as free of the machine's neighbours as seen.
     achieved = result["flops"] / result["best_seconds"]
@@ -345,11 +350,13 @@ def utilisation_markdown(result: dict) -> str:
     rows = [f"{result['model']}, input {tuple(result['shape'])}: {result['flops'] / 1e9:.1f} GFLOP in "
             f"{result['seconds']:.3f} s = {result['achieved'] / 1e9:.1f} GFLOP/s; matmul peak "
             f"{result['matmul_peak'] / 1e9:.1f} GFLOP/s ({result['dtype']}, {result['threads']} threads): "
-            f"utilisation {100 * result['utilisation']:.0f}%.", "",
-            "| kernel family | share of FLOPs | share of time | its kernels' utilisation |", "|---|---|---|---|"]
-    for family, k in result["kernels"].items():
-        rows.append(f"| {family} | {100 * k['flops'] / result['flops']:.1f}% | {100 * k['share_of_time']:.1f}% | "
-                    + (f"{100 * k['utilisation']:.0f}% |" if k["utilisation"] is not None else "— |"))
+            f"utilisation {100 * result['utilisation']:.0f}%."]
+    if result["kernels"]:
+        rows += ["", "| kernel family | share of FLOPs | share of time | its kernels' utilisation |",
+                 "|---|---|---|---|"]
+        for family, k in result["kernels"].items():
+            rows.append(f"| {family} | {100 * k['flops'] / result['flops']:.1f}% | {100 * k['share_of_time']:.1f}% | "
+                        + (f"{100 * k['utilisation']:.0f}% |" if k["utilisation"] is not None else "— |"))
     rows += ["", "| operator | share of time | calls |", "|---|---|---|"]
     rows += [f"| {op['op']} | {100 * op['share']:.1f}% | {op['calls']} |" for op in result["top_ops"]]
     return "\n".join(rows) + "\n"

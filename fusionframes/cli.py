@@ -426,7 +426,9 @@ def _bench(args):
 
     if args.out and not Path(args.out).is_dir():
         raise FusionFramesError(f"--out {args.out} is not a folder")
-    dtype = _dtype(args.dtype)
+    dtype = _dtype(args.dtype) if args.dtype else None
+    if args.full_size and args.what != "utilisation":
+        raise FusionFramesError("--full-size belongs to bench utilisation")
     if args.repeats < 1:
         raise FusionFramesError(f"--repeats must be ≥ 1, got {args.repeats}")
     device = _device(args.device)
@@ -457,8 +459,7 @@ def _bench(args):
             result = bench.bench_utilisation(pipe, repeats=args.repeats)
             table = bench.utilisation_markdown(result)
             if args.full_size:
-                full = bench.bench_utilisation_full_size(device, None if args.dtype == "float32" else dtype,
-                                                         repeats=min(args.repeats, 2))
+                full = bench.bench_utilisation_full_size(device, dtype, repeats=min(args.repeats, 2))
                 result = dict(default_model=result, full_size=full)
                 table += "\n" + bench.utilisation_markdown(full)
     if args.out:
@@ -594,8 +595,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-size", action="store_true", help="utilisation: also measure the full-size KV 1.0 keyframe "
                                                             "U-Net (random weights, bfloat16 unless --dtype; 9 GB)")
     p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept)")
-    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 for the U-Nets")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (the median is kept; "
+                                                          "utilisation keeps the best)")
+    p.add_argument("--dtype", help="float32 (default; utilisation --full-size: bfloat16), bfloat16 or float16 for "
+                                   "the U-Nets")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="also write WHAT.json and WHAT.md into this folder")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -605,7 +608,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    keep_freed_memory()
     try:
         args.run(args)
     except FusionFramesError as error:
@@ -614,5 +616,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def run() -> int:
+    """The ``fusionframes`` command: :func:`main` in a process that keeps freed memory (a process-wide setting, so
+    it belongs to the command's own process, not to callers of :func:`main`)."""
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

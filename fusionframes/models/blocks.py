@@ -54,6 +54,8 @@ class ConditionalGroupNorm(nn.Module):
 
     def __init__(self, groups: int, num_channels: int, cond_dim: int, eps: float = 1e-5):
         super().__init__()
+        if num_channels % groups:
+            raise ValueError(f"{num_channels} channels do not split into {groups} groups")
         self.groups, self.eps = groups, eps
         self.context_mlp = nn.Sequential(nn.SiLU(), nn.Linear(cond_dim, 2 * num_channels))
         nn.init.zeros_(self.context_mlp[1].weight)
@@ -64,13 +66,13 @@ class ConditionalGroupNorm(nn.Module):
         if n % cond.shape[0]:
             raise ValueError(f"conditioning batch {cond.shape[0]} does not divide the input batch {n}")
         scale, shift = self.context_mlp(cond).repeat_interleave(n // cond.shape[0], dim=0).chunk(2, dim=1)
-        out = F.group_norm(x.reshape(1, n * c, *x.shape[2:]), n * self.groups, (scale + 1.0).reshape(-1),
-                           shift.reshape(-1), self.eps)
+        out = F.group_norm(x.reshape(1, n * c, *x.shape[2:]), n * self.groups, (scale + 1.0).reshape(-1).to(x.dtype),
+                           shift.reshape(-1).to(x.dtype), self.eps)
         return out.view_as(x)
 
 
-def silu(x: torch.Tensor) -> torch.Tensor:
-    """SiLU, in place when nothing records a graph (inputs here are fresh normalised tensors no one else holds)."""
+def silu_of_temporary(x: torch.Tensor) -> torch.Tensor:
+    """SiLU of a tensor nothing else holds (a norm's fresh output): overwritten in place when no graph is recorded."""
     return F.silu(x, inplace=not torch.is_grad_enabled())
 
 
@@ -119,7 +121,7 @@ class TemporalMerge(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         out = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
         out = rearrange(self.conv(out), "b c f h w -> (b f) c h w")
-        return torch.lerp(x, out, self.alpha)  # (1−α)·x + α·out in one pass
+        return torch.lerp(x, out, self.alpha.to(x.dtype))  # (1−α)·x + α·out in one pass
 
 
 class Block(nn.Module):
@@ -137,7 +139,7 @@ class Block(nn.Module):
                             if resample == "down" else nn.Identity())
 
     def forward(self, x: torch.Tensor, time_embed: torch.Tensor, num_frames: Optional[int] = None) -> torch.Tensor:
-        x = self.projection(self.up_sample(silu(self.group_norm(x, time_embed))))
+        x = self.projection(self.up_sample(silu_of_temporary(self.group_norm(x, time_embed))))
         if self.temporal is not None:
             x = self.temporal(x, num_frames)
         return self.down_sample(x)

@@ -107,7 +107,7 @@ class ResnetBlock(nn.Module):
         if self.temporal_kernel is None:
             return h
         alpha = getattr(self, f"temporal_merge{i}")
-        return torch.lerp(h, unfold(getattr(self, f"temporal_projection{i}")(fold(h, num_frames))), alpha)
+        return torch.lerp(h, unfold(getattr(self, f"temporal_projection{i}")(fold(h, num_frames))), alpha.to(h.dtype))
 
     def forward(self, x, zq=None, num_frames: int = 1):
         h = self._conv(self.conv1, F.silu(self.norm1(x, zq)), num_frames)

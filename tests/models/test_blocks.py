@@ -190,3 +190,18 @@ def test_attention_pooling_adds_attention_over_context_queried_by_mean_of_all_sl
     changed = context.clone()
     changed[1, 3] += 5.0
     assert not torch.allclose(pooling(t, changed, mask)[1], out[1])
+
+
+def test_a_block_with_a_temporal_layer_trains_under_bf16_autocast():
+    """The interpolation models' temporal merge: float32 α, bf16 activations under autocast."""
+    block = randomize(Block(8, 8, 16, groups=4, temporal=True))
+    x, time_embed = randn(6, 8, 4, 4, seed=1), randn(2, 16, seed=2)  # 2 samples × 3 frames, one embedding each
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x, time_embed, num_frames=3)
+    out.float().square().mean().backward()
+    assert out.dtype == torch.bfloat16 and block.temporal.alpha.grad is not None
+
+
+def test_conditional_group_norm_rejects_channels_that_do_not_split_into_groups():
+    with pytest.raises(ValueError, match="10 channels do not split into 4 groups"):
+        ConditionalGroupNorm(4, 10, 3)

@@ -460,3 +460,30 @@ def test_save_and_load_round_trip(tmp_path, kwargs):
         assert_same_output(loaded.decode(z), model.decode(z))
         x = randn(1, 3, 2, 16, 16, seed=12)
         assert_same_output(loaded.encode(x), model.encode(x))
+
+
+@pytest.mark.parametrize("size, latent", [((8, 8), (4, 4)), ((16, 8), (4, 2)), ((24, 32), (3, 4)), ((4, 4), (4, 4))])
+def test_spatial_norm_matches_the_official_upsample_then_convolve_order(size, latent):
+    """The latent's 1×1 convs run before the nearest-neighbour upsampling: the same numbers as the official order."""
+    import torch.nn.functional as F
+
+    from fusionframes.models.movq import SpatialNorm
+
+    norm = randomize(SpatialNorm(16, 4, groups=4))
+    x, zq = randn(2, 16, *size, seed=1), randn(2, 4, *latent, seed=2)
+    up = F.interpolate(zq, size=size, mode="nearest")
+    torch.testing.assert_close(norm(x, zq), norm.norm_layer(x) * norm.conv_y(up) + norm.conv_b(up))
+    with pytest.raises(FusionFramesError, match="not a whole multiple of the latent"):
+        norm(randn(2, 16, 6, 6), randn(2, 4, 4, 4))
+
+
+def test_a_video_decoder_block_trains_under_bf16_autocast():
+    """The temporal merge's α (float32) meets bf16 activations under autocast."""
+    from fusionframes.models.movq import ResnetBlock
+
+    block = randomize(ResnetBlock(8, 8, zq_channels=4, groups=4, temporal_kernel=(3, 1, 1)))
+    x, zq = randn(6, 8, 4, 4, seed=1), randn(6, 4, 4, 4, seed=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x, zq, num_frames=3)
+    out.float().square().mean().backward()
+    assert block.temporal_merge1.grad is not None and block.temporal_merge2.grad is not None
