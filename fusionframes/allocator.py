@@ -3,8 +3,9 @@
 PyTorch's CPU tensors come from ``malloc``. glibc serves every block above its mmap threshold (128 kB, rising
 with use to at most 32 MB) with a fresh mapping that goes back to the kernel on ``free``, and trims the heap top
 as soon as a little is free; every large activation is then faulted in page by page and zeroed by the kernel
-anew. Measured on this project's 2-core machine for one fps-high generation: 4.8 million page faults → 78
-thousand, 1.38× faster (decoding 1.48×) for 1.18× the peak resident memory (``benchmarks/results/allocator.md``).
+anew. Measured on this project's 2-core machine for one fps-high generation: 3–5 million page faults → under
+100 thousand, 1.1–1.4× faster over three paired runs (decoding 1.2–1.5×) for up to 1.18× the peak resident memory
+(``python benchmarks/allocator.py``).
 The price: a process keeps what it freed (up to the trim threshold) instead of returning it. The setting is
 process-wide, so the ``fusionframes`` command applies it and library users opt in by calling
 :func:`keep_freed_memory`.

@@ -51,6 +51,24 @@ def measure(call: Callable[[], object], repeats: int) -> dict:
                 flops_by_op={str(op): n for op, n in counter.get_flop_counts().get("Global", {}).items()})
 
 
+PROMPT = "a red circle moving to the right"
+
+
+def guidance_batch(pipe: FusionFramesPipeline) -> int:
+    return 2 if pipe.defaults["guidance_scale"] else 1
+
+
+def keyframe_call(pipe: FusionFramesPipeline, frames: int, batch: int, size: Optional[int] = None) -> Callable:
+    """One keyframe U-Net call on random latents (the values do not change time or FLOPs): ``batch`` videos of
+    ``frames`` frames at ``size``² (default: the pipeline's size), conditioned on the benchmarks' prompt."""
+    d, unet = pipe.defaults, pipe.keyframe_unet
+    h, w = pipe.valid_size(*((size, size) if size else (d["height"], d["width"])))
+    context, mask = pipe.encode_prompt([PROMPT])[0]
+    x = torch.randn(batch, unet.config.out_channels, frames, h, w).to(unet.device, unet.dtype)
+    context, mask = context[None].expand(batch, -1, -1).to(unet.dtype), mask[None].expand(batch, -1)
+    return lambda: unet(x, 500, context, mask)
+
+
 def masked_twin(pipe: FusionFramesPipeline) -> MaskedInterpolationUNet:
     """The masked-interpolation baseline at the width and depth of ``pipe``'s interpolation U-Net (random weights:
     time and FLOPs do not depend on the values)."""
@@ -92,13 +110,7 @@ def bench_interpolation(pipe: FusionFramesPipeline, num_keyframes: Optional[int]
                                                  masked=theirs)
         frames = 4 * frames - 3
 
-    contexts = pipe.encode_prompt(["a red circle moving to the right"])
-    context, context_mask = contexts[0]
-    kcfg = 2 if d["guidance_scale"] else 1
-    noisy = rand(kcfg, c, t, h, w)
-    keyframe_call = lambda: pipe.keyframe_unet(noisy, 500, context[None].expand(kcfg, -1, -1).to(dtype),  # noqa: E731
-                                               context_mask[None].expand(kcfg, -1))
-    keyframes_stage = measure(keyframe_call, repeats)
+    keyframes_stage = measure(keyframe_call(pipe, t, guidance_batch(pipe)), repeats)
     latents = torch.randn(1, c, frames, h, w, generator=g)
     decode = measure(lambda: pipe.decode(latents), repeats)
 
@@ -168,13 +180,15 @@ def peak_memory_mb() -> Optional[float]:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def in_fresh_process(target: Callable, args: tuple, what: str) -> dict:
+def in_fresh_process(target: Callable, args: tuple, what: str, keep_memory: Optional[bool] = None) -> dict:
     """Run ``target(*args, queue)`` in a spawned process (its peak memory is then its own) and return the dict it
     puts on the queue; a child that reports an error or dies (out of memory) becomes a FusionFramesError naming
-    ``what`` instead of a wait that never ends. The child keeps freed memory if this process does."""
+    ``what`` instead of a wait that never ends. The child keeps freed memory if ``keep_memory`` says so (default:
+    if this process does)."""
     mp = multiprocessing.get_context("spawn")
     results = mp.Queue()
-    process = mp.Process(target=_child, args=(allocator.enabled, target, *args, results))
+    keep_memory = allocator.enabled if keep_memory is None else keep_memory
+    process = mp.Process(target=_child, args=(keep_memory, target, *args, results))
     process.start()
     while True:
         try:
@@ -195,18 +209,28 @@ def _child(keep_memory: bool, target: Callable, *args) -> None:
     target(*args)
 
 
+def _minor_faults() -> Optional[int]:
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _run_level(model, fps: str, device: str, dtype, repeats: int, queue) -> None:
     """Child process: load, warm up, generate ``repeats`` times at ``fps``; report median stage seconds and peaks."""
     try:
         pipe = FusionFramesPipeline.from_pretrained(model, device=device, dtype=dtype)
         pipe.progress = False
         pipe("warm-up", num_keyframes=2, fps="medium", num_inference_steps=1, interpolation_steps=1)
-        runs = [pipe("a red circle moving to the right", fps=fps, output_type="np",
+        faults = _minor_faults()
+        runs = [pipe(PROMPT, fps=fps, output_type="np",
                      generator=torch.Generator(device).manual_seed(0)) for _ in range(repeats)]
         seconds = {k: statistics.median(r.timings[k] for r in runs) for k in runs[0].timings}
         accelerator = torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else None
         queue.put(dict(frames=int(runs[0].frames.shape[1]), seconds=seconds, total_seconds=sum(seconds.values()),
-                       peak_rss_mb=peak_memory_mb(), peak_accelerator_mb=accelerator))
+                       peak_rss_mb=peak_memory_mb(), peak_accelerator_mb=accelerator,
+                       page_faults_per_run=(_minor_faults() - faults) // repeats if faults is not None else None))
     except BaseException as error:  # reported to the parent, which would otherwise wait forever
         queue.put(dict(error=f"{type(error).__name__}: {error}"))
 
@@ -219,15 +243,8 @@ def bench_pipeline(model, device: str = "cpu", dtype=None, repeats: int = 1) -> 
     levels = {fps: in_fresh_process(_run_level, (str(model), fps, device, dtype, repeats), f"the fps {fps!r} run")
               for fps in PASSES}
     d = pipe.defaults
-    h, w = pipe.valid_size(d["height"], d["width"])
     frames = levels["high"]["frames"]
-    context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
-    cfg = 2 if d["guidance_scale"] else 1
-    unet = pipe.keyframe_unet
-    x = torch.randn(cfg, unet.config.out_channels, frames, h, w).to(unet.device, unet.dtype)
-    call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
-                        mask[None].expand(cfg, -1))
-    one_stage = measure(call, repeats)
+    one_stage = measure(keyframe_call(pipe, frames, guidance_batch(pipe)), repeats)
     one_stage_seconds = one_stage["seconds"] * d["num_inference_steps"] + levels["high"]["seconds"]["decode"]
     return dict(levels=levels, settings={k: d[k] for k in ("num_keyframes", "height", "width", "sampler",
                                                             "num_inference_steps", "interpolation_steps")},
@@ -314,16 +331,12 @@ def utilisation(call: Callable[[], object], peak: float, device: torch.device, r
 def bench_utilisation(pipe: FusionFramesPipeline, repeats: int = 3, top: int = 12) -> dict:
     """One keyframe U-Net call of ``pipe`` (default keyframes and size, guidance batch) against the matmul peak
     measured in the same run."""
-    d = pipe.defaults
-    h, w = pipe.valid_size(d["height"], d["width"])
-    context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
-    cfg = 2 if d["guidance_scale"] else 1
-    unet = pipe.keyframe_unet
-    x = torch.randn(cfg, unet.config.out_channels, d["num_keyframes"], h, w).to(unet.device, unet.dtype)
-    call = lambda: unet(x, 500, context[None].expand(cfg, -1, -1).to(unet.dtype),  # noqa: E731
-                        mask[None].expand(cfg, -1))
+    unet, cfg, frames = pipe.keyframe_unet, guidance_batch(pipe), pipe.defaults["num_keyframes"]
+    call = keyframe_call(pipe, frames, cfg)
     peak = matmul_peak(dtype=unet.dtype, device=unet.device)
-    return dict(model="default keyframe U-Net", dtype=str(unet.dtype).replace("torch.", ""), shape=list(x.shape),
+    return dict(model="default keyframe U-Net", dtype=str(unet.dtype).replace("torch.", ""),
+                shape=[cfg, unet.config.out_channels, frames, *pipe.valid_size(pipe.defaults["height"],
+                                                                               pipe.defaults["width"])],
                 **utilisation(call, peak, unet.device, repeats, top))
 
 
@@ -365,14 +378,9 @@ def utilisation_markdown(result: dict) -> str:
 def _scaling_point(model, num_keyframes: int, size: int, batch: int, repeats: int, queue) -> None:
     """Child process: one keyframe U-Net call at (T, size, batch); its time and the memory it adds at peak."""
     try:
-        pipe = FusionFramesPipeline.from_pretrained(model)
-        unet = pipe.keyframe_unet
-        h, w = pipe.valid_size(size, size)
-        context, mask = pipe.encode_prompt(["a red circle moving to the right"])[0]
-        x = torch.randn(batch, unet.config.out_channels, num_keyframes, h, w)
-        ctx, msk = context[None].expand(batch, -1, -1), mask[None].expand(batch, -1)
+        call = keyframe_call(FusionFramesPipeline.from_pretrained(model), num_keyframes, batch, size)
         before = peak_memory_mb()
-        result = measure(lambda: unet(x, 500, ctx, msk), repeats)
+        result = measure(call, repeats)
         queue.put(dict(num_keyframes=num_keyframes, size=size, batch=batch, seconds=result["seconds"],
                        flops=result["flops"], memory_mb=peak_memory_mb() - before))
     except BaseException as error:
