@@ -87,6 +87,20 @@ def test_keyframes_train_only_temporal_parameters(trained, tmp_path):
     assert any(not torch.equal(value, fresh[name]) for name, value in keyframes.state_dict().items())
 
 
+def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
+    from fusionframes.diffusion import Schedule, diffusion_loss
+    from fusionframes.training.tasks import Task
+
+    model = {"movq_path": str(trained["movq"])}
+    plain = Task(config("t2i", tmp_path, model=model))
+    weighted = Task(config("t2i", tmp_path, model=model, train={"snr_gamma": 2.0, "snr_floor": 0.5}))
+    x0, noise = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    prediction, t = noise + 0.1 * torch.randn(2, 4, 4, 4), torch.tensor([10, 900])
+    expected = diffusion_loss(prediction, x0, noise, t, Schedule.cosine(1000), "epsilon", snr_gamma=2.0, snr_floor=0.5)
+    torch.testing.assert_close(weighted.diffusion_loss(prediction, x0, noise, t), expected)
+    assert not torch.allclose(plain.diffusion_loss(prediction, x0, noise, t), expected)
+
+
 def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
     run = config("video-decoder", tmp_path / "v", steps=2, data={"num_frames": 3},
                  model={"init_from": str(trained["movq"]), "video_decoder": "conv3x1x1"},
@@ -462,6 +476,9 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     ({"steps": 0}, "train.steps must be at least 1"),
     ({"caption_dropout": 1.5}, "train.caption_dropout is a rate in [0, 1]"),
     ({"max_perturbation": 1000}, "train.max_perturbation must lie in [0, 999]"),
+    ({"snr_gamma": 0}, "train.snr_gamma must be > 0"),
+    ({"snr_floor": -1}, "train.snr_floor must be > 0"),
+    ({"snr_floor": 2, "snr_gamma": 1}, "train.snr_floor (2) must not exceed train.snr_gamma (1)"),
 ])
 def test_numbers_out_of_range_are_config_errors(train_values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
