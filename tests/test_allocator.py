@@ -60,6 +60,23 @@ def test_the_command_keeps_freed_memory_and_main_leaves_its_caller_alone(monkeyp
     assert cli.run() == 0 and calls == ["kept"]
 
 
+MODULE_COMMAND = """
+import runpy, sys
+from fusionframes import allocator
+sys.argv = ["fusionframes", "params", "kandinsky3-unet"]
+try:
+    runpy.run_module("fusionframes", run_name="__main__")
+except SystemExit as done:
+    print(done.code, allocator.enabled)
+"""
+
+
+def test_python_dash_m_fusionframes_is_the_command():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", MODULE_COMMAND], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.splitlines()[-1] == f"0 {platform.libc_ver()[0] == 'glibc'}"
+
+
 def _report_allocator(queue) -> None:
     queue.put(dict(enabled=allocator.enabled))
 
