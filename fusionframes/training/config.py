@@ -61,7 +61,6 @@ class TrainConfig:
     unconditional: float = 0.1  # interpolation: keyframes zeroed (paper: 10%)
     max_perturbation: int = 250  # interpolation: t_p ∈ [0, 250]
     snr_gamma: Optional[float] = None  # U-Net stages: min-SNR-γ loss weighting (e.g. 5); None: plain MSE (paper)
-    snr_floor: Optional[float] = None  # U-Net stages: truncated-SNR weighting, x₀ error weighed ≥ floor (e.g. 1)
     checkpoint_every: int = 100
     log_every: int = 10
     sample_every: int = 0  # write output_dir/samples/step_N.mp4 every N steps (0: never)
@@ -149,11 +148,8 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     for name in ("caption_dropout", "unconditional"):
         if not 0 <= getattr(t, name) <= 1:
             raise FusionFramesError(f"train.{name} is a rate in [0, 1], got {getattr(t, name)}")
-    for name in ("snr_gamma", "snr_floor"):
-        if getattr(t, name) is not None and not getattr(t, name) > 0:
-            raise FusionFramesError(f"train.{name} must be > 0 or null, got {getattr(t, name)}")
-    if t.snr_gamma is not None and t.snr_floor is not None and t.snr_floor > t.snr_gamma:
-        raise FusionFramesError(f"train.snr_floor ({t.snr_floor}) must not exceed train.snr_gamma ({t.snr_gamma})")
+    if t.snr_gamma is not None and not t.snr_gamma > 0:
+        raise FusionFramesError(f"train.snr_gamma must be > 0 (e.g. 5) or null, got {t.snr_gamma}")
     if not t.sample_threshold_range > 0:
         raise FusionFramesError(f"train.sample_threshold_range must be > 0, got {t.sample_threshold_range}")
     if not 0 <= t.max_perturbation < 1000:

@@ -148,9 +148,8 @@ class Task(nn.Module):
         return self.schedule.add_noise(x0, noise, t), noise, t
 
     def diffusion_loss(self, prediction, x0, noise, t):
-        train = self.config.train
-        return diffusion_loss(prediction, x0, noise, t, self.schedule, self.prediction_type, train.snr_gamma,
-                              train.snr_floor)
+        return diffusion_loss(prediction, x0, noise, t, self.schedule, self.prediction_type,
+                              self.config.train.snr_gamma)
 
 
 def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0):
