@@ -34,6 +34,15 @@ def test_weights_ship_in_the_package_within_50_mb():
     assert sum(f.stat().st_size for f in weights) <= 50 * 2**20
 
 
+def test_the_shipped_card_is_the_one_make_train_default_writes():
+    # train-recipe copies the recipe's MODEL_CARD.md into the model folder: a card edited in one place only
+    # would be lost (or contradicted) by the next `make train-default`.
+    recipe_card = DEFAULT_MODEL.parents[1] / "configs" / "default" / "MODEL_CARD.md"
+    if not recipe_card.is_file():
+        pytest.skip("installed without the repository's configs")
+    assert recipe_card.read_text() == (DEFAULT_MODEL / "README.md").read_text()
+
+
 def test_the_recipe_architecture_and_settings(pipe):
     assert pipe.keyframe_unet.config.temporal_variant == "conv1d-attn1d-blocks"
     assert pipe.movq.config.video_decoder is not None and pipe.movq.downsample_factor == 8
