@@ -9,7 +9,7 @@ PROMPT ?= a red ball moving to the right
 DEMO_FPS ?= high
 # The default model's pipeline settings. threshold_range 2: its MoVQ latents reach about ±1.7 (98th percentile per
 # frame), where KV 1.0's sit within ±1.
-DEFAULT_SETTINGS = {"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32, "threshold_range": 2.0, "num_inference_steps": 30, "interpolation_steps": 10, "guidance_scale": 5.0}
+DEFAULT_SETTINGS = {"num_keyframes": 16, "height": 128, "width": 128, "max_text_tokens": 32, "threshold_range": 2.0, "num_inference_steps": 30, "interpolation_steps": 10, "guidance_scale": 5.0, "decode_chunk_size": 16}
 
 .PHONY: install test browser serve demo train-default clean
 

@@ -104,6 +104,19 @@ class Attention(nn.Module):
         return self.output_layer(rearrange(out, "... h n d -> ... n (h d)"))
 
 
+def temporal_conv(conv: nn.Conv3d, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """A Conv3d over folded frames ``(b f) c h w``. A k×1×1 kernel runs as a k×1 Conv2d on ``b c f (h w)``: in
+    channels-last memory that view is free and the kernel is the fast 2-D one (the 3-D route copies both ways)."""
+    if conv.kernel_size[1:] != (1, 1):
+        return rearrange(conv(rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)), "b c f h w -> (b f) c h w")
+    h, w = x.shape[-2:]
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    weight = conv.weight.squeeze(-1).contiguous(memory_format=layout)  # the kernel's layout picks the output's
+    out = F.conv2d(rearrange(x, "(b f) c h w -> b c f (h w)", f=num_frames), weight, conv.bias,
+                   padding=(conv.padding[0], 0))
+    return rearrange(out, "b c f (h w) -> (b f) c h w", h=h, w=w)
+
+
 class TemporalMerge(nn.Module):
     """A 3×1×1 temporal conv after a spatial conv, merged as ``(1−α)·x + α·conv(x)`` with α = 0 at init.
 
@@ -119,9 +132,7 @@ class TemporalMerge(nn.Module):
         nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        out = rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)
-        out = rearrange(self.conv(out), "b c f h w -> (b f) c h w")
-        return torch.lerp(x, out, self.alpha.to(x.dtype))  # (1−α)·x + α·out in one pass
+        return torch.lerp(x, temporal_conv(self.conv, x, num_frames), self.alpha.to(x.dtype))  # (1−α)·x + α·out
 
 
 class Block(nn.Module):

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .blocks import Attention, ConditionalGroupNorm, TemporalMerge, feed_forward, silu_of_temporary
+from .blocks import Attention, ConditionalGroupNorm, TemporalMerge, feed_forward, silu_of_temporary, temporal_conv
 
 
 class TemporalConvLayer(nn.Module):
@@ -30,8 +30,7 @@ class TemporalConvLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, time_embed: torch.Tensor, num_frames: int) -> torch.Tensor:
         # Normalised per frame (statistics of one frame, as the official block), convolved across frames.
-        out = rearrange(silu_of_temporary(self.norm(x, time_embed)), "(b f) c h w -> b c f h w", f=num_frames)
-        return rearrange(self.conv(out), "b c f h w -> (b f) c h w")
+        return temporal_conv(self.conv, silu_of_temporary(self.norm(x, time_embed)), num_frames)
 
 
 def channel_linear(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:
