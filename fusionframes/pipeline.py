@@ -36,7 +36,7 @@ KV1_DEFAULTS = dict(num_keyframes=15, height=512, width=512, num_inference_steps
                     guidance_scale=5.0, interpolation_guidance_scale=0.25, max_text_tokens=128,
                     decode_chunk_size=8, decode_chunk_overlap=2, interpolation_chunk_groups=None,
                     interpolation_chunk_overlap=2, sampler="kv1", threshold_range=1.0,
-                    interpolation_prediction_type="v_prediction")
+                    keyframe_prediction_type="epsilon", interpolation_prediction_type="v_prediction")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Samplers by name: KV 1.0's own ancestral sampler, or a diffusers scheduler on the training schedule.
 SAMPLERS = {"kv1": None, "ddim": "DDIMScheduler", "dpm++": "DPMSolverMultistepScheduler",
@@ -101,9 +101,10 @@ class FusionFramesPipeline:
         if unknown:
             raise FusionFramesError(f"unknown pipeline settings {sorted(unknown)}")
         self.defaults = {**KV1_DEFAULTS, **defaults}
-        if self.defaults["interpolation_prediction_type"] not in PREDICTION_TYPES:
-            raise FusionFramesError(f"interpolation_prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
-                                    f"(KV 1.0: v_prediction), got {self.defaults['interpolation_prediction_type']!r}")
+        for stage, official in (("keyframe", "epsilon"), ("interpolation", "v_prediction")):
+            if self.defaults[f"{stage}_prediction_type"] not in PREDICTION_TYPES:
+                raise FusionFramesError(f"{stage}_prediction_type must be one of {', '.join(PREDICTION_TYPES)} "
+                                        f"(KV 1.0: {official}), got {self.defaults[f'{stage}_prediction_type']!r}")
         # None: KV 1.0's ancestral sampler; else any diffusers scheduler (assigned directly, or by use_sampler)
         self.use_sampler(self.defaults["sampler"])
         self.progress = True
@@ -118,7 +119,7 @@ class FusionFramesPipeline:
             self.keyframe_scheduler = self.interpolation_scheduler = None
         else:
             cls = getattr(diffusers, SAMPLERS[name])
-            self.keyframe_scheduler = cls.from_config(scheduler_config("epsilon"))
+            self.keyframe_scheduler = cls.from_config(scheduler_config(self.defaults["keyframe_prediction_type"]))
             self.interpolation_scheduler = cls.from_config(
                 scheduler_config(self.defaults["interpolation_prediction_type"]))
         return self
@@ -284,8 +285,8 @@ class FusionFramesPipeline:
         shape = (b, unet.config.out_channels, num_keyframes, h, w)
         with self._running(unet):
             noise = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
-            return self._sample(denoise, noise, self.keyframe_scheduler, "epsilon", num_inference_steps, generator,
-                                callback, "keyframes", frames_per_unit=1)
+            return self._sample(denoise, noise, self.keyframe_scheduler, self.defaults["keyframe_prediction_type"],
+                                num_inference_steps, generator, callback, "keyframes", frames_per_unit=1)
 
     @torch.no_grad()
     def interpolate(self, latents: torch.Tensor, skip_frames: int = 3, num_inference_steps: int = 50,

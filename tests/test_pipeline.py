@@ -416,6 +416,25 @@ def test_interpolation_in_windows_of_groups(pipe):
     assert (windowed - whole).abs().max() < 0.5 * whole.abs().max()
 
 
+def test_the_keyframe_model_is_read_as_pipeline_json_says(pipe, tmp_path):
+    """``keyframe_prediction_type`` decides how the keyframe U-Net's output is read, by every sampler, and is
+    saved with the pipeline; an unknown value is refused on loading."""
+    eps = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
+    pipe.defaults["keyframe_prediction_type"] = "v_prediction"
+    pipe.use_sampler("ddim")
+    assert pipe.keyframe_scheduler.config.prediction_type == "v_prediction"
+    pipe.use_sampler("kv1").save_pretrained(tmp_path / "v")
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "v")
+    assert loaded.defaults["keyframe_prediction_type"] == "v_prediction"
+    v = loaded("a red ball", output_type="latent", generator=seeded(0)).frames
+    assert (v - eps).abs().max() > 1e-2
+    settings = json.loads((tmp_path / "v" / "pipeline.json").read_text())
+    (tmp_path / "v" / "pipeline.json").write_text(json.dumps({**settings, "keyframe_prediction_type": "eps"}))
+    with pytest.raises(FusionFramesError, match="keyframe_prediction_type must be one of epsilon, v_prediction, "
+                                                "sample \\(KV 1.0: epsilon\\), got 'eps'"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "v")
+
+
 def test_an_epsilon_interpolation_model_samples_with_epsilon(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "v")
     v = FusionFramesPipeline.from_pretrained(tmp_path / "v")("a red ball", fps="medium", output_type="latent",

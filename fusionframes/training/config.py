@@ -38,7 +38,7 @@ class ModelConfig:
     max_text_tokens: int = 32
     train_part: str = "temporal"  # video-decoder: temporal | decoder
     keyframe_init: str = "zeros"  # interpolation: input weights of the keyframes, zeros (paper) | t2i
-    prediction_type: str = "v_prediction"  # interpolation: v_prediction (paper) | epsilon | sample
+    prediction_type: Optional[str] = None  # epsilon | v_prediction | sample; None: the stage's (stage_prediction_type)
     perceptual_weights: Optional[dict] = None  # movq/video-decoder: {vgg16: PATH, lpips: PATH} adds LPIPS
     perceptual_weight: float = 1.0
     discriminator_weight: float = 0.0  # movq: > 0 adds MoVQGAN's patch discriminator (hinge loss)
@@ -160,7 +160,7 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
             and not config.model.init_from:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
                                 f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
-    if config.model.prediction_type not in PREDICTION_TYPES:
+    if config.model.prediction_type is not None and config.model.prediction_type not in PREDICTION_TYPES:
         raise FusionFramesError(f"model.prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
                                 f"{config.model.prediction_type!r}")
     if config.model.keyframe_init not in KEYFRAME_INITS:
@@ -169,6 +169,13 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     if config.stage not in ("movq", "video-decoder") and not config.model.movq_path:
         raise FusionFramesError(f"stage {config.stage} trains in MoVQ's latent space: set model.movq_path")
     return config
+
+
+def stage_prediction_type(config: RunConfig) -> str:
+    """What the stage's U-Net predicts: ``model.prediction_type``, else the official choice (KV 1.0's T2I and
+    keyframe U-Nets predict ε, the paper's interpolation U-Net v)."""
+    default = "v_prediction" if config.stage in ("interpolation", "masked-interpolation") else "epsilon"
+    return config.model.prediction_type or default
 
 
 def config_dict(config: RunConfig) -> dict:

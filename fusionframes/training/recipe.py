@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import FusionFramesError
 from ..pipeline import DTYPES, KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
 from ..video_io import staged_folder
-from .config import load_config
+from .config import load_config, stage_prediction_type
 from .loop import CHECKPOINT, train
 
 
@@ -22,14 +22,21 @@ def recipe_configs(folder) -> list:
     paths = sorted(Path(folder).glob("*.yaml"))
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
-    return [load_config(path) for path in paths]
+    configs = [load_config(path) for path in paths]
+    by_stage = {config.stage: stage_prediction_type(config) for config in configs}
+    if by_stage.keys() >= {"t2i", "keyframes"} and by_stage["t2i"] != by_stage["keyframes"]:
+        raise FusionFramesError(f"the keyframes stage trains temporal blocks on the frozen T2I model, so it must "
+                                f"predict what the t2i stage predicts: t2i {by_stage['t2i']!r}, keyframes "
+                                f"{by_stage['keyframes']!r} (set model.prediction_type alike in both)")
+    return configs
 
 
 def implied_settings(folder) -> dict:
-    """Pipeline settings the trained stages dictate (how the interpolation U-Net's output is to be read); a
-    pipeline assembled with anything else would sample garbage."""
-    return {"interpolation_prediction_type": config.model.prediction_type
-            for config in recipe_configs(folder) if config.stage == "interpolation"}
+    """Pipeline settings the trained stages dictate (how each U-Net's output is to be read); a pipeline assembled
+    with anything else would sample garbage."""
+    names = {"keyframes": "keyframe_prediction_type", "interpolation": "interpolation_prediction_type"}
+    return {names[config.stage]: stage_prediction_type(config)
+            for config in recipe_configs(folder) if config.stage in names}
 
 
 def run_recipe(folder, progress: bool = True) -> dict:

@@ -23,7 +23,7 @@ from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import RunConfig
+from .config import RunConfig, stage_prediction_type
 from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -107,11 +107,10 @@ class TextConditioning(nn.Module):
 
 
 class Task(nn.Module):
-    prediction_type = "epsilon"
-
     def __init__(self, config: RunConfig):
         super().__init__()
         self.config = config
+        self.prediction_type = stage_prediction_type(config)
         self.schedule = Schedule.cosine(TRAIN_SCHEDULE_STEPS)
         self.cache = None
         if config.model.movq_path:
@@ -153,18 +152,20 @@ class Task(nn.Module):
 
 
 def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0):
-    """Latents of ``shape`` for the captions, with KV 1.0's sampler and guidance against the null embedding."""
+    """Latents of ``shape`` for the captions, with KV 1.0's sampler and guidance against the null embedding (the
+    task's parameterisation)."""
     context, mask = task.text(captions, 0.0, generator)
     null, null_mask = task.text(captions, 1.0, generator)
     denoise = guided(lambda x, t, c, m: task.unet(x, t, c, m), weight, {"c": context, "m": mask},
                      {"c": null, "m": null_mask})
     noise = torch.randn(shape, generator=generator).to(context.device)
-    return sample_ancestral(denoise, noise, Schedule.cosine(steps), "epsilon", generator, progress=False,
-                            threshold_range=task.config.train.sample_threshold_range)
+    return sample_ancestral(denoise, noise, Schedule.cosine(steps), task.prediction_type, generator,
+                            progress=False, threshold_range=task.config.train.sample_threshold_range)
 
 
 class T2ITask(Task):
-    """The Kandinsky 3.0-style text-to-image U-Net on single frames; ε-loss; caption dropout."""
+    """The Kandinsky 3.0-style text-to-image U-Net on single frames; ε-loss (or ``model.prediction_type``); caption
+    dropout."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
@@ -195,7 +196,9 @@ def load_t2i(config: RunConfig):
 
 
 class KeyframesTask(Task):
-    """Temporal parts on a frozen T2I model (paper: only temporal parameters train); ε-loss; caption dropout."""
+    """Temporal parts on a frozen T2I model (paper: only temporal parameters train); the T2I stage's loss (ε unless
+    ``model.prediction_type`` says otherwise: the frozen spatial weights predict what they were trained to); caption
+    dropout."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
@@ -225,10 +228,8 @@ class KeyframesTask(Task):
 
 class InterpolationTask(Task):
     """Group interpolation (§3.2): clips of 4G+1 frames, every 4th a (perturbed) keyframe, the 3 between each pair
-    predicted in one pass; v-loss; skip-frame s per clip; t_p ∈ [0, max_perturbation]; keyframes zeroed at rate
-    ``unconditional`` (what context guidance needs)."""
-
-    prediction_type = "v_prediction"
+    predicted in one pass; v-loss (or ``model.prediction_type``); skip-frame s per clip; t_p ∈ [0, max_perturbation];
+    keyframes zeroed at rate ``unconditional`` (what context guidance needs)."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
@@ -238,7 +239,6 @@ class InterpolationTask(Task):
         t2i, source = load_t2i(config)
         null = load_file(source / "null_embedding.safetensors")["null_embedding"]
         self.unet = self.build(t2i, null)
-        self.prediction_type = config.model.prediction_type
 
     def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
         return self.unet(sample, timestep, keyframes, skip_frames, perturbation_timestep)

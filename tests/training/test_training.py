@@ -101,6 +101,35 @@ def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
     assert not torch.allclose(plain.diffusion_loss(prediction, x0, noise, t), expected)
 
 
+@pytest.mark.parametrize("stage, official", [("t2i", "epsilon"), ("keyframes", "epsilon"),
+                                             ("interpolation", "v_prediction"),
+                                             ("masked-interpolation", "v_prediction")])
+def test_each_stage_predicts_the_official_parameterisation_unless_told(stage, official):
+    from fusionframes.training.config import stage_prediction_type
+
+    model = {"movq_path": "m", "init_from": "t"}
+    assert stage_prediction_type(config(stage, "x", model=model)) == official
+    told = config(stage, "x", model={**model, "prediction_type": "sample"})
+    assert stage_prediction_type(told) == "sample"
+
+
+def test_a_v_prediction_t2i_stage_trains_and_samples_with_v(trained, tmp_path):
+    """The loss and the training samples both read the configured parameterisation."""
+    from fusionframes.diffusion import Schedule, diffusion_loss
+    from fusionframes.training.tasks import T2ITask
+
+    run = config("t2i", tmp_path / "v", steps=2, model={"movq_path": str(trained["movq"]), "unet": UNET,
+                                                         "prediction_type": "v_prediction"},
+                 train={"sample_every": 2})
+    task = T2ITask(run)
+    x0, noise = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4)
+    prediction, t = torch.randn(2, 4, 4, 4), torch.tensor([10, 900])
+    torch.testing.assert_close(task.diffusion_loss(prediction, x0, noise, t),
+                               diffusion_loss(prediction, x0, noise, t, Schedule.cosine(1000), "v_prediction"))
+    assert train(run, progress=False)["status"] == "finished"
+    assert (tmp_path / "v" / "samples" / "step_000002.mp4").is_file()
+
+
 def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
     run = config("video-decoder", tmp_path / "v", steps=2, data={"num_frames": 3},
                  model={"init_from": str(trained["movq"]), "video_decoder": "conv3x1x1"},
@@ -469,6 +498,24 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
         assert main(["train-recipe", str(recipe), "--output", "other"] + extra) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
     assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
+
+
+def test_a_recipe_whose_keyframes_predict_otherwise_than_its_t2i_is_refused(tmp_path):
+    from fusionframes.training.recipe import implied_settings, recipe_configs
+
+    stages = {"3-t2i": {"stage": "t2i", "model": {"movq_path": "m", "prediction_type": "v_prediction"}},
+              "4-keyframes": {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "t"}},
+              "5-interpolation": {"stage": "interpolation", "model": {"movq_path": "m", "init_from": "t"}}}
+    for name, values in stages.items():
+        (tmp_path / f"{name}.yaml").write_text(json.dumps({"output_dir": name, **values}))
+    with pytest.raises(FusionFramesError, match="the keyframes stage trains temporal blocks on the frozen T2I "
+                                                "model, so it must predict what the t2i stage predicts: t2i "
+                                                "'v_prediction', keyframes 'epsilon'"):
+        recipe_configs(tmp_path)
+    stages["4-keyframes"]["model"]["prediction_type"] = "v_prediction"
+    (tmp_path / "4-keyframes.yaml").write_text(json.dumps({"output_dir": "k", **stages["4-keyframes"]}))
+    assert implied_settings(tmp_path) == {"keyframe_prediction_type": "v_prediction",
+                                          "interpolation_prediction_type": "v_prediction"}
 
 
 @pytest.mark.parametrize("train_values, message", [
