@@ -222,7 +222,9 @@ def read_video_labels(frames, *, fps: Union[str, float, None] = None, times: Opt
     boxes = {}  # frame → (y0, y1, x0, x1) holding the support
     for f in np.flatnonzero(mask.any(axis=(1, 2))):
         py, px = np.nonzero(mask[f])
-        cy, cx = np.median(py), np.median(px)
+        # Anchored on the mask pixel nearest the median: with two blobs apart the median lies between them.
+        nearest = np.argmin((py - np.median(py)) ** 2 + (px - np.median(px)) ** 2)
+        cy, cx = py[nearest], px[nearest]
         reach = 2.5 * math.sqrt(len(py) / math.pi) + 3.0
         keep = (py - cy) ** 2 + (px - cx) ** 2 <= reach * reach
         mask[f, py[~keep], px[~keep]] = False

@@ -112,6 +112,16 @@ def test_a_stray_speck_is_not_the_object():
     assert np.abs(labels["track"] - spec.centre(times) * SIZE).max() < 0.3
 
 
+def test_two_equal_objects_apart_read_as_one_of_them():
+    """The median of two blobs lies between them, on no pixel of either: the reader keeps the blob nearest it."""
+    times = np.arange(8) * 0.5
+    left = render(ClipSpec("red", "square", "still", x0=0.2, y0=0.5), times, 64)
+    right = render(ClipSpec("red", "square", "still", x0=0.8, y0=0.5), times, 64)
+    labels = read_video_labels(np.maximum(left, right), times=times)
+    assert labels["found"] and (labels["color"], labels["motion"]) == ("red", "still")
+    assert np.all(np.abs(labels["track"][:, 0] - 32) > 12)  # on one of the squares, not between them
+
+
 def test_a_video_without_an_object_reads_as_nothing():
     frames = np.broadcast_to(np.asarray(BACKGROUNDS["navy"], np.uint8), (8, 48, 48, 3)).copy()
     labels = read_video_labels(frames)
