@@ -25,7 +25,7 @@ from .models.movq import VIDEO_DECODERS, MoVQ
 from .models.temporal import TEMPORAL_VARIANTS
 from .models.unet import temporal_parameter_names
 from .pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER, FusionFramesPipeline
-from .training.config import config_dict, load_config
+from .training.config import config_dict, load_config, load_saved_config
 from .training.loop import CHECKPOINT, train
 from .video_io import claim_folder, staged_folder, write_atomic
 
@@ -74,7 +74,7 @@ def _train(config: dict, progress: bool) -> Path:
     output = Path(run.output_dir)
     final = output / "final"
     if (output / "config.json").is_file():
-        saved = load_config(json.loads((output / "config.json").read_text()))
+        saved = load_saved_config(output / "config.json")
         if json.dumps(config_dict(saved)) != json.dumps(config_dict(run)):
             raise FusionFramesError(f"{output} holds a run with other settings (e.g. {saved.train.steps} steps); "
                                     f"use another --out, or delete it to retrain")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import difflib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union, get_args, get_origin, get_type_hints
@@ -180,3 +181,21 @@ def stage_prediction_type(config: RunConfig) -> str:
 
 def config_dict(config: RunConfig) -> dict:
     return dataclasses.asdict(config)
+
+
+# A run folder's config.json carries its format. Before format 2 only the interpolation stages read
+# model.prediction_type, and every other stage stored the then default "v_prediction" without using it.
+SAVED_FORMAT = 2
+
+
+def saved_config(config: RunConfig) -> dict:
+    """What a run folder's config.json holds."""
+    return {**config_dict(config), "format": SAVED_FORMAT}
+
+
+def load_saved_config(path: Union[str, Path]) -> RunConfig:
+    """A run folder's config.json as the RunConfig it trained with (options added since at their defaults)."""
+    values = json.loads(Path(path).read_text())
+    if values.pop("format", 1) < 2 and values.get("stage") not in ("interpolation", "masked-interpolation"):
+        values.get("model", {}).pop("prediction_type", None)
+    return load_config(values)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
 from ..video_io import staged_folder, write_video
-from .config import RunConfig, config_dict, load_config
+from .config import RunConfig, config_dict, load_saved_config, saved_config
 from .data import make_dataset
 from .plot import plot_loss
 from .tasks import TASKS
@@ -218,7 +218,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
         # Exact resume needs the same run: only the length and the reporting intervals may change.
         free = {"steps", "log_every", "checkpoint_every", "sample_every", "sample_size"}
         # Through load_config, so options added since the run started compare at their defaults.
-        saved = json.loads(json.dumps(config_dict(load_config(json.loads((output / "config.json").read_text())))))
+        saved = json.loads(json.dumps(config_dict(load_saved_config(output / "config.json"))))
         now = json.loads(json.dumps(config_dict(config)))
         for section in (saved, now):
             section["train"] = {k: v for k, v in section["train"].items() if k not in free}
@@ -229,7 +229,7 @@ def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dic
                                     f"train.steps and the logging/sampling intervals may change")
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "config.json").write_text(json.dumps(config_dict(config), indent=1))
+        (output / "config.json").write_text(json.dumps(saved_config(config), indent=1))
     batches = Batches(dataset, config.data.seed, t.batch_size, accelerator, state.get("streams"))
     log_path = output / "log.csv"
     if resume and accelerator.is_main_process and log_path.exists():

@@ -537,10 +537,13 @@ def test_resume_refuses_a_changed_config_and_recovers_an_interrupted_swap(tmp_pa
     train(run(checkpoint_every=1), progress=False)
     with pytest.raises(FusionFramesError, match=r"changed config \(train.lr\)"):
         train(run(checkpoint_every=1, lr=0.5), resume=True, progress=False)
-    # A run saved before an option existed resumes: the option compares at its default.
+    # A run saved before an option existed resumes: the option compares at its default. Before format 2 every
+    # stage stored prediction_type "v_prediction", which only the interpolation stages read.
     saved = tmp_path / "r" / "config.json"
     values = json.loads(saved.read_text())
+    assert values.pop("format") == 2 and values["model"]["prediction_type"] is None
     del values["train"]["sample_threshold_range"], values["model"]["keyframe_init"]
+    values["model"]["prediction_type"] = "v_prediction"
     saved.write_text(json.dumps(values))
     assert train(run(checkpoint_every=1, steps=3), resume=True, progress=False)["step"] == 3
     checkpoint = tmp_path / "r" / "checkpoint"
