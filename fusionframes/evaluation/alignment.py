@@ -218,7 +218,7 @@ def read_video_labels(frames, *, fps: Union[str, float, None] = None, times: Opt
     if candidates.size:
         high = float(np.percentile(candidates, 95))  # the foreground's typical distance from the background
         mask = _dilate(_erode(dist > max(floor, 0.5 * high)))  # half coverage, specks removed
-    # Keep each frame's dominant blob: pixels within a generous radius of the median of its mask pixels.
+    # Keep each frame's dominant blob: pixels within a generous radius of the mask pixel nearest their median.
     boxes = {}  # frame → (y0, y1, x0, x1) holding the support
     for f in np.flatnonzero(mask.any(axis=(1, 2))):
         py, px = np.nonzero(mask[f])

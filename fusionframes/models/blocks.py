@@ -107,7 +107,10 @@ class Attention(nn.Module):
 def temporal_conv(conv: nn.Conv3d, x: torch.Tensor, num_frames: int) -> torch.Tensor:
     """A Conv3d over folded frames ``(b f) c h w``. A k×1×1 kernel runs as a k×1 Conv2d on ``b c f (h w)``: in
     channels-last memory that view is free and the kernel is the fast 2-D one (the 3-D route copies both ways)."""
-    if conv.kernel_size[1:] != (1, 1):
+    temporal_only = (conv.kernel_size[1:] == (1, 1) and conv.stride == (1, 1, 1) and conv.dilation == (1, 1, 1)
+                     and conv.groups == 1 and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+                     and conv.padding[1:] == (0, 0))
+    if not temporal_only:
         return rearrange(conv(rearrange(x, "(b f) c h w -> b c f h w", f=num_frames)), "b c f h w -> (b f) c h w")
     h, w = x.shape[-2:]
     layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format

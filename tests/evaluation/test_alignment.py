@@ -119,7 +119,8 @@ def test_two_equal_objects_apart_read_as_one_of_them():
     right = render(ClipSpec("red", "square", "still", x0=0.8, y0=0.5), times, 64)
     labels = read_video_labels(np.maximum(left, right), times=times)
     assert labels["found"] and (labels["color"], labels["motion"]) == ("red", "still")
-    assert np.all(np.abs(labels["track"][:, 0] - 32) > 12)  # on one of the squares, not between them
+    assert np.all(np.abs(labels["track"][:, 0] - 32) > 12)  # on one of the squares, not between them,
+    assert np.ptp(labels["track"][:, 0]) < 1  # the same one in every frame
 
 
 def test_a_video_without_an_object_reads_as_nothing():

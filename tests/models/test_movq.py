@@ -490,18 +490,22 @@ def test_a_video_decoder_block_trains_under_bf16_autocast():
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize("kernel", [(3, 1, 1), (3, 3, 3)])
-def test_temporal_conv_equals_the_3d_conv_in_either_layout(layout, kernel):
-    """A k×1×1 kernel runs as a 2-D conv over ``b c f (h w)``: the Conv3d's numbers, in the input's layout."""
+@pytest.mark.parametrize("kernel, options", [((3, 1, 1), {}), ((3, 1, 1), {"bias": False}), ((3, 3, 3), {}),
+                                             ((3, 1, 1), {"dilation": (2, 1, 1)}), ((1, 1, 1), {})])
+@pytest.mark.parametrize("batch, frames", [(2, 3), (1, 3), (3, 1)])
+def test_temporal_conv_equals_the_3d_conv_in_either_layout(layout, kernel, options, batch, frames):
+    """A k×1×1 kernel runs as a 2-D conv over ``b c f (h w)``: the Conv3d's numbers, in the input's layout (other
+    convs, here a dilated one, take the 3-D route)."""
     from fusionframes.models.blocks import temporal_conv
     from fusionframes.models.movq import fold, unfold
 
-    conv = randomize(torch.nn.Conv3d(8, 6, kernel, padding=tuple(k // 2 for k in kernel)))
-    x = randn(6, 8, 5, 4, seed=1).contiguous(memory_format=layout)
-    out = temporal_conv(conv, x, num_frames=3)
-    torch.testing.assert_close(out, unfold(conv(fold(x, 3))))
-    if kernel == (3, 1, 1):
-        assert out.is_contiguous(memory_format=layout)
+    padding = tuple(k // 2 * options.get("dilation", (1, 1, 1))[i] for i, k in enumerate(kernel))
+    conv = randomize(torch.nn.Conv3d(8, 6, kernel, padding=padding, **options))
+    x = randn(batch * frames, 8, 5, 4, seed=1).contiguous(memory_format=layout)
+    out = temporal_conv(conv, x, num_frames=frames)
+    torch.testing.assert_close(out, unfold(conv(fold(x, frames))))
+    if kernel == (3, 1, 1) and not options and batch * frames > 1:
+        assert out.is_contiguous(memory_format=layout) or (layout == torch.contiguous_format and batch == 1)
 
 
 @pytest.mark.parametrize("variant", [None, "conv3x1x1-attn", "resblock-attn", "3d-conv"])
@@ -509,7 +513,11 @@ def test_inference_decoding_in_channels_last_matches_the_nchw_training_path(vari
     """Decoding without autograd runs channels-last; with autograd (training) it stays NCHW: the same numbers."""
     model = tiny(variant, seed=3)
     z = latents(frames=4, seed=4)
+    layouts = []
+    model.decoder.conv_in.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     with torch.no_grad():
         fast = model.decode(z)
     slow = model.decode(z)
+    assert layouts == [True, False]
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-5)

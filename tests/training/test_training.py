@@ -113,7 +113,7 @@ def test_each_stage_predicts_the_official_parameterisation_unless_told(stage, of
     assert stage_prediction_type(told) == "sample"
 
 
-def test_a_v_prediction_t2i_stage_trains_and_samples_with_v(trained, tmp_path):
+def test_a_v_prediction_t2i_stage_trains_and_samples_with_v(trained, tmp_path, monkeypatch):
     """The loss and the training samples both read the configured parameterisation."""
     from fusionframes.diffusion import Schedule, diffusion_loss
     from fusionframes.training.tasks import T2ITask
@@ -126,8 +126,13 @@ def test_a_v_prediction_t2i_stage_trains_and_samples_with_v(trained, tmp_path):
     prediction, t = torch.randn(2, 4, 4, 4), torch.tensor([10, 900])
     torch.testing.assert_close(task.diffusion_loss(prediction, x0, noise, t),
                                diffusion_loss(prediction, x0, noise, t, Schedule.cosine(1000), "v_prediction"))
+    from fusionframes.training import tasks
+
+    used = []
+    sample = tasks.sample_ancestral
+    monkeypatch.setattr(tasks, "sample_ancestral", lambda *a, **k: used.append(a[3]) or sample(*a, **k))
     assert train(run, progress=False)["status"] == "finished"
-    assert (tmp_path / "v" / "samples" / "step_000002.mp4").is_file()
+    assert used == ["v_prediction"] and (tmp_path / "v" / "samples" / "step_000002.mp4").is_file()
 
 
 def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
