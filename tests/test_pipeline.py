@@ -416,40 +416,44 @@ def test_interpolation_in_windows_of_groups(pipe):
     assert (windowed - whole).abs().max() < 0.5 * whole.abs().max()
 
 
+def saved_with(pipe, folder, name, value):
+    """``pipe`` with the setting ``name`` = ``value`` (which a diffusers sampler's scheduler takes too), saved to
+    ``folder`` and loaded back."""
+    pipe.defaults[name] = value
+    pipe.use_sampler("ddim")
+    scheduler = pipe.keyframe_scheduler if name.startswith("keyframe") else pipe.interpolation_scheduler
+    assert scheduler.config.prediction_type == value
+    pipe.use_sampler("kv1").save_pretrained(folder)
+    loaded = FusionFramesPipeline.from_pretrained(folder)
+    assert loaded.defaults[name] == value
+    return loaded
+
+
+def refused_on_loading(folder, name, value, message):
+    settings = json.loads((folder / "pipeline.json").read_text())
+    (folder / "pipeline.json").write_text(json.dumps({**settings, name: value}))
+    with pytest.raises(FusionFramesError, match=message):
+        FusionFramesPipeline.from_pretrained(folder)
+
+
 def test_the_keyframe_model_is_read_as_pipeline_json_says(pipe, tmp_path):
     """``keyframe_prediction_type`` decides how the keyframe U-Net's output is read, by every sampler, and is
     saved with the pipeline; an unknown value is refused on loading."""
     eps = pipe("a red ball", output_type="latent", generator=seeded(0)).frames
-    pipe.defaults["keyframe_prediction_type"] = "v_prediction"
-    pipe.use_sampler("ddim")
-    assert pipe.keyframe_scheduler.config.prediction_type == "v_prediction"
-    pipe.use_sampler("kv1").save_pretrained(tmp_path / "v")
-    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "v")
-    assert loaded.defaults["keyframe_prediction_type"] == "v_prediction"
+    loaded = saved_with(pipe, tmp_path / "v", "keyframe_prediction_type", "v_prediction")
     v = loaded("a red ball", output_type="latent", generator=seeded(0)).frames
     assert (v - eps).abs().max() > 1e-2
-    settings = json.loads((tmp_path / "v" / "pipeline.json").read_text())
-    (tmp_path / "v" / "pipeline.json").write_text(json.dumps({**settings, "keyframe_prediction_type": "eps"}))
-    with pytest.raises(FusionFramesError, match="keyframe_prediction_type must be one of epsilon, v_prediction, "
-                                                "sample \\(KV 1.0: epsilon\\), got 'eps'"):
-        FusionFramesPipeline.from_pretrained(tmp_path / "v")
+    refused_on_loading(tmp_path / "v", "keyframe_prediction_type", "eps", "keyframe_prediction_type must be one "
+                       "of epsilon, v_prediction, sample \\(KV 1.0: epsilon\\), got 'eps'")
 
 
 def test_an_epsilon_interpolation_model_samples_with_epsilon(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "v")
     v = FusionFramesPipeline.from_pretrained(tmp_path / "v")("a red ball", fps="medium", output_type="latent",
                                                             generator=seeded(0)).frames
-    pipe.defaults["interpolation_prediction_type"] = "epsilon"
-    pipe.use_sampler("ddim")
-    assert pipe.interpolation_scheduler.config.prediction_type == "epsilon"
-    pipe.use_sampler("kv1").save_pretrained(tmp_path / "eps")
-    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "eps")
-    assert loaded.defaults["interpolation_prediction_type"] == "epsilon"
+    loaded = saved_with(pipe, tmp_path / "eps", "interpolation_prediction_type", "epsilon")
     eps = loaded("a red ball", fps="medium", output_type="latent", generator=seeded(0)).frames
     assert torch.allclose(eps[:, :, ::4], v[:, :, ::4], atol=1e-5)  # the same keyframes,
     assert (eps[:, :, 1::4] - v[:, :, 1::4]).abs().max() > 1e-2  # other frames between them
-    settings = json.loads((tmp_path / "eps" / "pipeline.json").read_text())
-    (tmp_path / "eps" / "pipeline.json").write_text(json.dumps({**settings, "interpolation_prediction_type": "x0"}))
-    with pytest.raises(FusionFramesError,
-                       match="interpolation_prediction_type must be one of epsilon, v_prediction, sample"):
-        FusionFramesPipeline.from_pretrained(tmp_path / "eps")
+    refused_on_loading(tmp_path / "eps", "interpolation_prediction_type", "x0",
+                       "interpolation_prediction_type must be one of epsilon, v_prediction, sample")

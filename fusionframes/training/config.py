@@ -172,10 +172,13 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     return config
 
 
+# The paper's interpolation U-Nets predict v; KV 1.0's T2I and keyframe U-Nets predict ε.
+V_PREDICTION_STAGES = ("interpolation", "masked-interpolation")
+
+
 def stage_prediction_type(config: RunConfig) -> str:
-    """What the stage's U-Net predicts: ``model.prediction_type``, else the official choice (KV 1.0's T2I and
-    keyframe U-Nets predict ε, the paper's interpolation U-Net v)."""
-    default = "v_prediction" if config.stage in ("interpolation", "masked-interpolation") else "epsilon"
+    """What the stage's U-Net predicts: ``model.prediction_type``, else the official choice."""
+    default = "v_prediction" if config.stage in V_PREDICTION_STAGES else "epsilon"
     return config.model.prediction_type or default
 
 
@@ -196,6 +199,6 @@ def saved_config(config: RunConfig) -> dict:
 def load_saved_config(path: Union[str, Path]) -> RunConfig:
     """A run folder's config.json as the RunConfig it trained with (options added since at their defaults)."""
     values = json.loads(Path(path).read_text())
-    if values.pop("format", 1) < 2 and values.get("stage") not in ("interpolation", "masked-interpolation"):
+    if values.pop("format", 1) < 2 and values.get("stage") not in V_PREDICTION_STAGES:
         values.get("model", {}).pop("prediction_type", None)
     return load_config(values)
