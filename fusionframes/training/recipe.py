@@ -23,11 +23,17 @@ def recipe_configs(folder) -> list:
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
     configs = [load_config(path) for path in paths]
-    by_stage = {config.stage: stage_prediction_type(config) for config in configs}
-    if by_stage.keys() >= {"t2i", "keyframes"} and by_stage["t2i"] != by_stage["keyframes"]:
-        raise FusionFramesError(f"the keyframes stage trains temporal blocks on the frozen T2I model, so it must "
-                                f"predict what the t2i stage predicts: t2i {by_stage['t2i']!r}, keyframes "
-                                f"{by_stage['keyframes']!r} (set model.prediction_type alike in both)")
+    t2i_outputs = {Path(config.output_dir) / "final": (path, config)
+                   for path, config in zip(paths, configs) if config.stage == "t2i"}
+    for path, config in zip(paths, configs):
+        if config.stage != "keyframes" or not config.model.init_from:
+            continue
+        parent_path, parent = t2i_outputs.get(Path(config.model.init_from), (None, None))
+        if parent is not None and stage_prediction_type(parent) != stage_prediction_type(config):
+            raise FusionFramesError(
+                f"the keyframes stage trains temporal blocks on the frozen T2I model, so it must predict what that "
+                f"model predicts: {parent_path.name} {stage_prediction_type(parent)!r}, {path.name} "
+                f"{stage_prediction_type(config)!r} (set model.prediction_type alike in both)")
     return configs
 
 

@@ -165,13 +165,19 @@ def generate_from_captions(task, captions, shape, generator, steps: int = 25, we
 
 class T2ITask(Task):
     """The Kandinsky 3.0-style text-to-image U-Net on single frames; ε-loss (or ``model.prediction_type``); caption
-    dropout."""
+    dropout. With ``model.init_from`` (a t2i output folder) it fine-tunes that model, U-Net and text projection,
+    possibly into another parameterisation: Stable Diffusion 2's v-model was an ε-model fine-tuned this way."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        self.unet = Kandinsky3UNet(**config.model.unet)
+        if config.model.init_from:
+            self.unet, source = load_t2i(config)
+        else:
+            self.unet, source = Kandinsky3UNet(**config.model.unet), None
         self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
                                      config.model.max_text_tokens, config.data.cache_dir)
+        if source is not None:
+            self.text.load(source)
 
     def forward(self, batch, generator):
         x0 = self.latents({**batch, "frames": batch["frames"][:, :, 0]})

@@ -505,22 +505,53 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
 
 
-def test_a_recipe_whose_keyframes_predict_otherwise_than_its_t2i_is_refused(tmp_path):
+def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tmp_path):
+    """The keyframes stage is checked against the T2I stage it starts from: here an ε model fine-tuned into v."""
     from fusionframes.training.recipe import implied_settings, recipe_configs
 
-    stages = {"3-t2i": {"stage": "t2i", "model": {"movq_path": "m", "prediction_type": "v_prediction"}},
-              "4-keyframes": {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "t"}},
-              "5-interpolation": {"stage": "interpolation", "model": {"movq_path": "m", "init_from": "t"}}}
-    for name, values in stages.items():
-        (tmp_path / f"{name}.yaml").write_text(json.dumps({"output_dir": name, **values}))
-    with pytest.raises(FusionFramesError, match="the keyframes stage trains temporal blocks on the frozen T2I "
-                                                "model, so it must predict what the t2i stage predicts: t2i "
-                                                "'v_prediction', keyframes 'epsilon'"):
+    stages = {"3-t2i": {"stage": "t2i", "model": {"movq_path": "m"}},
+              "3v-t2i": {"stage": "t2i", "model": {"movq_path": "m", "init_from": "3-t2i/final",
+                                                   "prediction_type": "v_prediction"}},
+              "4-keyframes": {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "3v-t2i/final"}},
+              "5-interpolation": {"stage": "interpolation", "model": {"movq_path": "m", "init_from": "3v-t2i/final"}}}
+
+    def write():
+        for name, values in stages.items():
+            (tmp_path / f"{name}.yaml").write_text(json.dumps({"output_dir": name, **values}))
+
+    write()
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "the keyframes stage trains temporal blocks on the frozen T2I model, so it must predict what that model "
+            "predicts: 3v-t2i.yaml 'v_prediction', 4-keyframes.yaml 'epsilon'")):
         recipe_configs(tmp_path)
-    stages["4-keyframes"]["model"]["prediction_type"] = "v_prediction"
-    (tmp_path / "4-keyframes.yaml").write_text(json.dumps({"output_dir": "k", **stages["4-keyframes"]}))
+    stages["4-keyframes"]["model"]["init_from"] = "3-t2i/final"  # the ε parent: now it agrees
+    write()
+    assert [c.stage for c in recipe_configs(tmp_path)] == ["t2i", "t2i", "keyframes", "interpolation"]
+    stages["4-keyframes"]["model"].update(init_from="3v-t2i/final", prediction_type="v_prediction")
+    write()
     assert implied_settings(tmp_path) == {"keyframe_prediction_type": "v_prediction",
                                           "interpolation_prediction_type": "v_prediction"}
+
+
+def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
+    """``model.init_from`` on the t2i stage starts from that model's U-Net and text projection (SD 2's ε → v)."""
+    from fusionframes.models import Kandinsky3UNet
+    from fusionframes.training.tasks import T2ITask
+
+    run = config("t2i", tmp_path / "v", steps=2, model={"movq_path": str(trained["movq"]),
+                                                         "init_from": str(trained["t2i"]),
+                                                         "prediction_type": "v_prediction"})
+    task = T2ITask(run)
+    assert task.prediction_type == "v_prediction"
+    parent = Kandinsky3UNet.from_pretrained(trained["t2i"] / "unet").state_dict()
+    assert all(torch.equal(parent[k], v) for k, v in task.unet.state_dict().items())
+    projection = load_file(trained["t2i"] / "text_projection" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(projection[k], v) for k, v in task.text.projection.state_dict().items())
+    assert train(run, progress=False)["status"] == "finished"
+    with pytest.raises(FusionFramesError, match="a t2i stage with model.init_from fine-tunes that model, whose "
+                                                "architecture it keeps: remove model.unet"):
+        load_config({"stage": "t2i", "output_dir": "c", "model": {"movq_path": "m", "init_from": "p",
+                                                                   "unet": UNET}})
 
 
 @pytest.mark.parametrize("train_values, message", [
