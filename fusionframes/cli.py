@@ -332,8 +332,40 @@ def _eval_protocol(args):
     print(json.dumps(report, indent=None if args.json else 1))
 
 
+def _eval_t2i(args):
+    import torch
+    from einops import rearrange
+
+    from .evaluation.t2i import evaluate_t2i
+    from .training.tasks import T2ITask, generate_from_captions
+
+    if not args.model:
+        raise FusionFramesError("eval t2i needs --model: a t2i stage's output_dir (config.json and final/)")
+    steps = args.steps or 30
+    if not 1 <= steps <= 1000:
+        raise FusionFramesError(f"--steps must be from 1 to 1000, got {steps}")
+    if args.seeds < 1 or not args.guidance >= 0 or (args.threshold_range is not None and not args.threshold_range > 0):
+        raise FusionFramesError("--seeds must be ≥ 1, --guidance ≥ 0 and --threshold-range > 0")
+    task = T2ITask.from_run(args.model)
+    side = task.config.data.size // task.movq.model.downsample_factor
+    with torch.no_grad():
+        def generate(prompts, seed):
+            shape = (len(prompts), task.unet.config.num_channels, side, side)
+            latents = generate_from_captions(task, prompts, shape, torch.Generator().manual_seed(seed), steps,
+                                             args.guidance, args.threshold_range)
+            return rearrange(task.decode(latents[:, :, None])[0], "h (b w) c -> b h w c", b=len(prompts)).numpy()
+
+        report = evaluate_t2i(generate, args.seeds)
+    report["settings"] = dict(model=str(args.model), prediction_type=task.prediction_type, steps=steps,
+                              guidance=args.guidance, seeds=args.seeds,
+                              threshold_range=args.threshold_range or task.config.train.sample_threshold_range)
+    if not args.json:
+        report.pop("per_image")
+    print(json.dumps(report, indent=None if args.json else 1))
+
+
 def _eval(args):
-    runs = {"alignment": _eval_alignment, "interpolation": _eval_interpolation}
+    runs = {"alignment": _eval_alignment, "interpolation": _eval_interpolation, "t2i": _eval_t2i}
     return runs.get(args.metric, _eval_protocol)(args)
 
 
@@ -542,9 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train_recipe)
 
     p = sub.add_parser("eval", help="measure a model: alignment (the procedural domain's held-out prompt set), "
-                                     "interpolation (PSNR/SSIM of in-between frames per skip-frame)")
-    p.add_argument("metric", choices=["alignment", "interpolation", "ucf101", "msrvtt"])
-    p.add_argument("--model", help="pipeline folder (default: the embedded default model)")
+                                     "interpolation (PSNR/SSIM of in-between frames per skip-frame), t2i (a T2I "
+                                     "stage's colours, shapes and background)")
+    p.add_argument("metric", choices=["alignment", "interpolation", "t2i", "ucf101", "msrvtt"])
+    p.add_argument("--model", help="pipeline folder (default: the embedded default model); t2i: a t2i stage's "
+                                   "output_dir")
     p.add_argument("--renders", action="store_true", help="score true renders instead (the evaluator's ceiling)")
     p.add_argument("--domain-net", help="alignment: domain FVD network weights (default: the shipped network)")
     p.add_argument("--fps", default="high", choices=["low", "medium", "high"])
@@ -559,6 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", help="also write the report as a markdown table here")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress")
+    p.add_argument("--guidance", type=float, default=5.0, help="t2i: guidance weight")
+    p.add_argument("--threshold-range", type=float, help="t2i: dynamic thresholding range (default: the run's)")
+    p.add_argument("--seeds", type=int, default=2, help="t2i: images per prompt (seeds 0 … N−1)")
     p.add_argument("--skip", default="1-12", help="interpolation: skip-frames, a list (1,3) or a range (1-12)")
     p.add_argument("--clips", type=int, default=16, help="interpolation: held-out clips per skip-frame")
     p.add_argument("--groups", type=int, default=2, help="interpolation: keyframe pairs per clip (4G+1 frames)")

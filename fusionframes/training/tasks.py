@@ -6,7 +6,9 @@ The loop hands the task itself to accelerate (so DDP/FSDP wrap the whole forward
 checkpoints only see what the stage owns.
 """
 
+import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import RunConfig, stage_prediction_type
+from .config import RunConfig, load_saved_config, stage_prediction_type
 from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -151,16 +153,18 @@ class Task(nn.Module):
                               self.config.train.snr_gamma)
 
 
-def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0):
+def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0,
+                           threshold_range: Optional[float] = None):
     """Latents of ``shape`` for the captions, with KV 1.0's sampler and guidance against the null embedding (the
-    task's parameterisation)."""
+    task's parameterisation; ``threshold_range`` by default the config's ``train.sample_threshold_range``)."""
     context, mask = task.text(captions, 0.0, generator)
     null, null_mask = task.text(captions, 1.0, generator)
     denoise = guided(lambda x, t, c, m: task.unet(x, t, c, m), weight, {"c": context, "m": mask},
                      {"c": null, "m": null_mask})
     noise = torch.randn(shape, generator=generator).to(context.device)
     return sample_ancestral(denoise, noise, Schedule.cosine(steps), task.prediction_type, generator,
-                            progress=False, threshold_range=task.config.train.sample_threshold_range)
+                            progress=False,
+                            threshold_range=threshold_range or task.config.train.sample_threshold_range)
 
 
 class T2ITask(Task):
@@ -194,6 +198,23 @@ class T2ITask(Task):
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "unet")
         self.text.save(folder)
+
+    @classmethod
+    def from_run(cls, run_dir) -> "T2ITask":
+        """A trained t2i stage from its run folder (``config.json`` and ``final/``), to sample from: the model
+        it was fine-tuned from, if any, is not needed, and no data cache is touched."""
+        run_dir = Path(run_dir)
+        if not (run_dir / "config.json").is_file():
+            raise FusionFramesError(f"{run_dir} is not a training run folder (no config.json): name a t2i stage's "
+                                    f"output_dir")
+        config = load_saved_config(run_dir / "config.json")
+        if config.stage != "t2i":
+            raise FusionFramesError(f"{run_dir} holds a {config.stage} run; name a t2i stage's output_dir")
+        _folder(run_dir / "final" / "unet", f"the trained U-Net of {run_dir} (is the run finished?)")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, cache_dir=None),
+                                     model=dataclasses.replace(config.model, unet={},
+                                                               init_from=str(run_dir / "final")))
+        return cls(config).eval()
 
 
 def load_t2i(config: RunConfig):

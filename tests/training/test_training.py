@@ -554,6 +554,20 @@ def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
                                                                    "unet": UNET}})
 
 
+def test_eval_t2i_reads_every_colour_and_shape_prompt(trained, tmp_path, capsys):
+    run = trained["t2i"].parent
+    assert main(["eval", "t2i", "--model", str(run), "--steps", "2", "--seeds", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 64 and len(report["per_image"]) == 64  # 8 colours × 4 shapes × 2 seeds
+    assert {r["prompt"] for r in report["per_image"]} >= {"a red circle", "a white star"}
+    assert set(report["accuracy"]) == {"color", "shape", "background"}
+    assert report["settings"]["prediction_type"] == "epsilon" and report["settings"]["threshold_range"] == 1.0
+    for folder, message in ((tmp_path, "is not a training run folder (no config.json)"),
+                            (trained["movq"].parents[1], "holds a movq run; name a t2i stage's output_dir")):
+        assert main(["eval", "t2i", "--model", str(folder)]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("train_values, message", [
     ({"log_every": 0}, "train.log_every must be at least 1"),
     ({"steps": 0}, "train.steps must be at least 1"),
