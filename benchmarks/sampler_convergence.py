@@ -3,8 +3,9 @@
 The deterministic schedulers (DDIM, DPM-Solver++, Euler, UniPC) all integrate the same probability-flow ODE, so
 from the same starting noise they approach the same sample as the step count grows. The reference is DPM-Solver++
 with ``--reference-steps``; each (scheduler, steps) is reported as the RMS distance of its latents to the
-reference, relative to the reference's RMS, for the keyframe stage (ε-prediction, with guidance) and for one
-interpolation pass (v-prediction, s = 3, from the reference keyframes). KV 1.0's own sampler is ancestral
+reference, relative to the reference's RMS, for the keyframe stage (with guidance) and for one interpolation pass
+(s = 3, from the reference keyframes), each read in the model's parameterisation (`pipeline.json`: KV 1.0 predicts
+ε and v, the default model v and x₀). KV 1.0's own sampler is ancestral
 (stochastic): it does not converge to that point, so it is not in the table.
 
     python benchmarks/sampler_convergence.py [--model DIR] [--keyframes 8] [--json out.json] [--markdown out.md]

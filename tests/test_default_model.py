@@ -43,6 +43,18 @@ def test_the_shipped_card_is_the_one_make_train_default_writes():
     assert recipe_card.read_text() == (DEFAULT_MODEL / "README.md").read_text()
 
 
+def test_the_shipped_settings_are_what_the_recipe_dictates(pipe):
+    """How each U-Net's output is read must match how its recipe stage trained it (here v and x₀)."""
+    from fusionframes.training.recipe import implied_settings
+
+    recipe = DEFAULT_MODEL.parents[1] / "configs" / "default"
+    if not recipe.is_dir():
+        pytest.skip("installed without the repository's configs")
+    implied = implied_settings(recipe)
+    assert implied == {"keyframe_prediction_type": "v_prediction", "interpolation_prediction_type": "sample"}
+    assert {k: pipe.defaults[k] for k in implied} == implied
+
+
 def test_the_recipe_architecture_and_settings(pipe):
     assert pipe.keyframe_unet.config.temporal_variant == "conv1d-attn1d-blocks"
     assert pipe.movq.config.video_decoder is not None and pipe.movq.downsample_factor == 8
