@@ -47,9 +47,10 @@ FINDINGS = {
 def parents(model_dir: Path, folder: Path) -> Dict[str, Path]:
     """A T2I output folder and an image-MoVQ folder taken from a pipeline folder (made once, reused after)."""
     t2i_dir, movq_dir = folder / "parents" / "t2i", folder / "parents" / "image-movq"
-    keyframe = KeyframeUNet.from_pretrained(model_dir / "keyframe_unet")
+    keyframe, movq = KeyframeUNet.from_pretrained(model_dir / "keyframe_unet"), MoVQ.from_pretrained(model_dir / "movq")
     # The weights, not just the path: a model retrained in place must not reuse the old one's parents.
-    claim_folder(folder / "parents", {"model": str(model_dir.resolve()), "keyframe_unet": weights_digest(keyframe)},
+    claim_folder(folder / "parents", {"model": str(model_dir.resolve()), "keyframe_unet": weights_digest(keyframe),
+                                      "movq": weights_digest(movq)},
                  f"{folder} holds an ablation of another model (or of earlier weights); use another --out")
     if not (t2i_dir / "unet" / "config.json").is_file():
         t2i = Kandinsky3UNet(**{k: keyframe.config[k] for k in keyframe._skeleton_kwargs()})
@@ -61,7 +62,6 @@ def parents(model_dir: Path, folder: Path) -> Dict[str, Path]:
             shutil.copyfile(model_dir / "keyframe_unet" / "null_embedding.safetensors",
                             staging / "null_embedding.safetensors")
     if not (movq_dir / "config.json").is_file():
-        movq = MoVQ.from_pretrained(model_dir / "movq")
         image = MoVQ.from_config({**movq.config, "video_decoder": None})
         state = movq.state_dict()
         image.load_state_dict({k: state[k] for k in image.state_dict()})

@@ -341,7 +341,9 @@ def _eval_t2i(args):
 
     if not args.model:
         raise FusionFramesError("eval t2i needs --model: a t2i stage's output_dir (config.json and final/)")
-    steps = args.steps or 30
+    if args.markdown:
+        raise FusionFramesError("eval t2i writes no markdown report; use --json")
+    steps = 30 if args.steps is None else args.steps
     if not 1 <= steps <= 1000:
         raise FusionFramesError(f"--steps must be from 1 to 1000, got {steps}")
     if args.seeds < 1 or not args.guidance >= 0 or (args.threshold_range is not None and not args.threshold_range > 0):

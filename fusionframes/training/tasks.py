@@ -25,7 +25,8 @@ from ..models.text import TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import RunConfig, load_saved_config, stage_prediction_type
+from .config import (RunConfig, check_keyframes_parent, load_saved_config, stage_prediction_type,
+                     trained_prediction_type)
 from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -103,9 +104,17 @@ class TextConditioning(nn.Module):
                   folder / "null_embedding.safetensors")
 
     def load(self, folder: Path):
-        self.projection.load_state_dict(TextProjection.from_pretrained(folder / "text_projection").state_dict())
-        with torch.no_grad():
-            self.null_embedding.copy_(load_file(folder / "null_embedding.safetensors")["null_embedding"])
+        projection = TextProjection.from_pretrained(_folder(folder / "text_projection", "a text projection"))
+        null = folder / "null_embedding.safetensors"
+        if not null.is_file():
+            raise FusionFramesError(f"{folder} has no null_embedding.safetensors")
+        try:
+            self.projection.load_state_dict(projection.state_dict())
+            with torch.no_grad():
+                self.null_embedding.copy_(load_file(null)["null_embedding"])
+        except RuntimeError as error:  # a size mismatch: another text encoder or context width
+            raise FusionFramesError(f"the text projection in {folder} does not fit this stage's text encoder and "
+                                    f"U-Net (was it trained with another text_encoder?): {error}") from None
 
 
 class Task(nn.Module):
@@ -211,6 +220,9 @@ class T2ITask(Task):
         if config.stage != "t2i":
             raise FusionFramesError(f"{run_dir} holds a {config.stage} run; name a t2i stage's output_dir")
         _folder(run_dir / "final" / "unet", f"the trained U-Net of {run_dir} (is the run finished?)")
+        if not (Path(config.model.movq_path) / "config.json").is_file():
+            raise FusionFramesError(f"the MoVQ of {run_dir} ({config.model.movq_path}) is not found from here: "
+                                    f"the run's paths are relative to the folder it trained in; run from there")
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, cache_dir=None),
                                      model=dataclasses.replace(config.model, unet={},
                                                                init_from=str(run_dir / "final")))
@@ -229,6 +241,8 @@ class KeyframesTask(Task):
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
+        check_keyframes_parent(config, trained_prediction_type(config.model.init_from), config.model.init_from,
+                               "keyframes")
         t2i, source = load_t2i(config)
         self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant)
         train_temporal_only(self.unet)

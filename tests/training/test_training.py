@@ -512,7 +512,7 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
     stages = {"3-t2i": {"stage": "t2i", "model": {"movq_path": "m"}},
               "3v-t2i": {"stage": "t2i", "model": {"movq_path": "m", "init_from": "3-t2i/final",
                                                    "prediction_type": "v_prediction"}},
-              "4-keyframes": {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "3v-t2i/final"}},
+              "4-keyframes": {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "./3v-t2i/final/"}},
               "5-interpolation": {"stage": "interpolation", "model": {"movq_path": "m", "init_from": "3v-t2i/final"}}}
 
     def write():
@@ -531,15 +531,26 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
     write()
     assert implied_settings(tmp_path) == {"keyframe_prediction_type": "v_prediction",
                                           "interpolation_prediction_type": "v_prediction"}
+    # A parent outside the recipe is checked through its run's config.json.
+    (tmp_path / "elsewhere" / "final").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "config.json").write_text(json.dumps({"output_dir": "elsewhere", **stages["3-t2i"]}))
+    stages["4-keyframes"]["model"]["init_from"] = str(tmp_path / "elsewhere" / "final")
+    write()
+    with pytest.raises(FusionFramesError, match="final 'epsilon', 4-keyframes.yaml 'v_prediction'"):
+        recipe_configs(tmp_path)
 
 
 def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
-    """``model.init_from`` on the t2i stage starts from that model's U-Net and text projection (SD 2's ε → v)."""
-    from fusionframes.models import Kandinsky3UNet
-    from fusionframes.training.tasks import T2ITask
+    """``model.init_from`` on the t2i stage starts from that model's U-Net and text projection (SD 2's ε → v); the
+    result samples without its parent, and keyframes on it must predict v too."""
+    import shutil
 
+    from fusionframes.models import Kandinsky3UNet
+    from fusionframes.training.tasks import KeyframesTask, T2ITask
+
+    shutil.copytree(trained["t2i"].parent, tmp_path / "parent")
     run = config("t2i", tmp_path / "v", steps=2, model={"movq_path": str(trained["movq"]),
-                                                         "init_from": str(trained["t2i"]),
+                                                         "init_from": str(tmp_path / "parent" / "final"),
                                                          "prediction_type": "v_prediction"})
     task = T2ITask(run)
     assert task.prediction_type == "v_prediction"
@@ -548,6 +559,14 @@ def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
     projection = load_file(trained["t2i"] / "text_projection" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(projection[k], v) for k, v in task.text.projection.state_dict().items())
     assert train(run, progress=False)["status"] == "finished"
+    shutil.rmtree(tmp_path / "parent")
+    assert T2ITask.from_run(tmp_path / "v").prediction_type == "v_prediction"
+    keyframes = {"movq_path": str(trained["movq"]), "init_from": str(tmp_path / "v" / "final")}
+    with pytest.raises(FusionFramesError, match="so it must predict what that model predicts: .* 'v_prediction', "
+                                                "keyframes 'epsilon'"):
+        KeyframesTask(config("keyframes", tmp_path / "k", data={"num_frames": 3}, model=keyframes))
+    KeyframesTask(config("keyframes", tmp_path / "k", data={"num_frames": 3},
+                         model={**keyframes, "prediction_type": "v_prediction"}))
     with pytest.raises(FusionFramesError, match="a t2i stage with model.init_from fine-tunes that model, whose "
                                                 "architecture it keeps: remove model.unet"):
         load_config({"stage": "t2i", "output_dir": "c", "model": {"movq_path": "m", "init_from": "p",
@@ -562,8 +581,12 @@ def test_eval_t2i_reads_every_colour_and_shape_prompt(trained, tmp_path, capsys)
     assert {r["prompt"] for r in report["per_image"]} >= {"a red circle", "a white star"}
     assert set(report["accuracy"]) == {"color", "shape", "background"}
     assert report["settings"]["prediction_type"] == "epsilon" and report["settings"]["threshold_range"] == 1.0
-    for folder, message in ((tmp_path, "is not a training run folder (no config.json)"),
-                            (trained["movq"].parents[1], "holds a movq run; name a t2i stage's output_dir")):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text((run / "config.json").read_text())
+    for folder, message in ((tmp_path / "none", "is not a training run folder (no config.json)"),
+                            (trained["movq"].parents[1], "holds a movq run; name a t2i stage's output_dir"),
+                            (unfinished, "(is the run finished?) not found")):
         assert main(["eval", "t2i", "--model", str(folder)]) == 2
         assert message in capsys.readouterr().err
 
