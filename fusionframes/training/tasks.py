@@ -220,9 +220,6 @@ class T2ITask(Task):
         if config.stage != "t2i":
             raise FusionFramesError(f"{run_dir} holds a {config.stage} run; name a t2i stage's output_dir")
         _folder(run_dir / "final" / "unet", f"the trained U-Net of {run_dir} (is the run finished?)")
-        if not (Path(config.model.movq_path) / "config.json").is_file():
-            raise FusionFramesError(f"the MoVQ of {run_dir} ({config.model.movq_path}) is not found from here: "
-                                    f"the run's paths are relative to the folder it trained in; run from there")
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, cache_dir=None),
                                      model=dataclasses.replace(config.model, unet={},
                                                                init_from=str(run_dir / "final")))
