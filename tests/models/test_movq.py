@@ -521,3 +521,19 @@ def test_inference_decoding_in_channels_last_matches_the_nchw_training_path(vari
     slow = model.decode(z)
     assert layouts == [True, False]
     torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_inference_encoding_in_channels_last_matches_the_nchw_training_path():
+    """Encoding without autograd (every U-Net stage's data) runs channels-last; with autograd (MoVQ training) it
+    stays NCHW: the same numbers, in the same memory layout (cached latents are saved as they come)."""
+    model = tiny(seed=3)
+    video = randn(2, 3, 3, 16, 16, seed=5)
+    layouts = []
+    model.encoder.conv_in.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        fast = model.encode(video)
+    slow = model.encode(video)
+    assert layouts == [True, False]
+    assert fast.stride() == slow.stride()
+    torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-5)
