@@ -508,32 +508,30 @@ def test_temporal_conv_equals_the_3d_conv_in_either_layout(layout, kernel, optio
         assert out.is_contiguous(memory_format=layout) or (layout == torch.contiguous_format and batch == 1)
 
 
+def _fast_and_slow(run, conv, inputs):
+    """``run(inputs)`` without autograd, then with it, and whether ``conv`` saw channels-last input each time."""
+    layouts = []
+    conv.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    with torch.no_grad():
+        fast = run(inputs)
+    slow = run(inputs)
+    assert layouts == [True, False]
+    return fast, slow.detach()
+
+
 @pytest.mark.parametrize("variant", [None, "conv3x1x1-attn", "resblock-attn", "3d-conv"])
 def test_inference_decoding_in_channels_last_matches_the_nchw_training_path(variant):
     """Decoding without autograd runs channels-last; with autograd (training) it stays NCHW: the same numbers."""
     model = tiny(variant, seed=3)
-    z = latents(frames=4, seed=4)
-    layouts = []
-    model.decoder.conv_in.register_forward_pre_hook(
-        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
-    with torch.no_grad():
-        fast = model.decode(z)
-    slow = model.decode(z)
-    assert layouts == [True, False]
-    torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-5)
+    fast, slow = _fast_and_slow(model.decode, model.decoder.conv_in, latents(frames=4, seed=4))
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
 
 
 def test_inference_encoding_in_channels_last_matches_the_nchw_training_path():
     """Encoding without autograd (every U-Net stage's data) runs channels-last; with autograd (MoVQ training) it
     stays NCHW: the same numbers, in the same memory layout (cached latents are saved as they come)."""
     model = tiny(seed=3)
-    video = randn(2, 3, 3, 16, 16, seed=5)
-    layouts = []
-    model.encoder.conv_in.register_forward_pre_hook(
-        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
-    with torch.no_grad():
-        fast = model.encode(video)
-    slow = model.encode(video)
-    assert layouts == [True, False]
+    fast, slow = _fast_and_slow(model.encode, model.encoder.conv_in, randn(2, 3, 3, 16, 16, seed=5))
     assert fast.stride() == slow.stride()
-    torch.testing.assert_close(fast, slow.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-5)
