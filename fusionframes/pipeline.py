@@ -4,7 +4,8 @@
 
 A folder holds ``pipeline.json`` (defaults and where the text encoder comes from), ``keyframe_unet/`` (with its
 ``null_embedding.safetensors`` and ``text_projection/``, as ``convert-official --component keyframe-unet`` writes
-them), ``interpolation_unet/``, ``movq/`` and optionally ``text_encoder/``.
+them, and ``motion_classifier/`` when the U-Net has motion classes), ``interpolation_unet/``, ``movq/`` and
+optionally ``text_encoder/``.
 """
 
 import json
@@ -27,7 +28,7 @@ from .diffusion.schedule import PREDICTION_TYPES
 from .errors import FusionFramesError
 from .models import InterpolationUNet, KeyframeUNet, MaskedInterpolationUNet
 from .models.movq import MoVQ, chunk_windows
-from .models.text import TextProjection, null_context
+from .models.text import MotionClassifier, TextProjection, null_context
 
 FPS = {"low": 2, "medium": 8, "high": 30}
 PASSES = {"low": (), "medium": (3,), "high": (3, 1)}  # skip-frame of each interpolation pass (paper §3.2)
@@ -92,9 +93,17 @@ class FusionFramesPipeline:
     def __init__(self, text_encoder, tokenizer, text_projection: TextProjection, null_embedding: torch.Tensor,
                  keyframe_unet: KeyframeUNet,
                  interpolation_unet: Union[InterpolationUNet, MaskedInterpolationUNet], movq: MoVQ,
-                 text_encoder_source: str = PACKAGED_TEXT_ENCODER, **defaults):
+                 text_encoder_source: str = PACKAGED_TEXT_ENCODER,
+                 motion_classifier: Optional[MotionClassifier] = None, **defaults):
         self.text_encoder, self.tokenizer, self.text_projection = text_encoder, tokenizer, text_projection
         self.null_embedding = null_embedding
+        classes = keyframe_unet.config.get("motion_classes", 0)
+        labels = len(motion_classifier.config.labels) if motion_classifier is not None else 0
+        if labels != classes:
+            raise FusionFramesError(f"the keyframe U-Net has {classes} motion classes and the motion classifier "
+                                    f"{'is missing' if motion_classifier is None else f'has {labels} labels'}: "
+                                    f"pass the classifier trained with that U-Net")
+        self.motion_classifier = motion_classifier
         self.keyframe_unet, self.interpolation_unet, self.movq = keyframe_unet, interpolation_unet, movq
         self.text_encoder_source = text_encoder_source
         unknown = set(defaults) - set(KV1_DEFAULTS)
@@ -158,20 +167,26 @@ class FusionFramesPipeline:
             source = None
         required = ["keyframe_unet/config.json", "keyframe_unet/null_embedding.safetensors",
                     "keyframe_unet/text_projection/config.json", "interpolation_unet/config.json", "movq/config.json"]
+        keyframes = folder / "keyframe_unet"
+        if (keyframes / "config.json").is_file() and KeyframeUNet.load_config(keyframes).get("motion_classes"):
+            required.append("keyframe_unet/motion_classifier/config.json")
         missing = [name for name in required if not (folder / name).is_file()]
         if source is None:
             missing.append("a text encoder (pipeline.json 'text_encoder', a text_encoder/ folder, or text_encoder=)")
         if missing:
             raise FusionFramesError(f"model folder {folder} is incomplete; missing: {', '.join(missing)}")
         encoder, tokenizer = load_text_encoder(source, dtype)
-        keyframes = folder / "keyframe_unet"
         unet_kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+        classifier = None
+        if (keyframes / "motion_classifier").is_dir():
+            classifier = MotionClassifier.from_pretrained(keyframes / "motion_classifier", **unet_kwargs)
         pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection", **unet_kwargs),
                    load_file(keyframes / "null_embedding.safetensors")["null_embedding"].float(),
                    KeyframeUNet.from_pretrained(keyframes, **unet_kwargs),
                    _interpolation_class(folder / "interpolation_unet").from_pretrained(
                        folder / "interpolation_unet", **unet_kwargs),
-                   MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source, **settings)
+                   MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source,
+                   motion_classifier=classifier, **settings)
         return pipe.to(device=device, dtype=dtype)
 
     def save_pretrained(self, folder, text_encoder: Optional[str] = None):
@@ -183,6 +198,8 @@ class FusionFramesPipeline:
         self.text_projection.save_pretrained(keyframes / "text_projection")
         save_file({"null_embedding": self.null_embedding.detach().float().contiguous().cpu()},
                   keyframes / "null_embedding.safetensors")
+        if self.motion_classifier is not None:
+            self.motion_classifier.save_pretrained(keyframes / "motion_classifier")
         self.interpolation_unet.save_pretrained(folder / "interpolation_unet")
         self.movq.save_pretrained(folder / "movq")
         source = text_encoder or self.text_encoder_source
@@ -198,9 +215,10 @@ class FusionFramesPipeline:
     def to(self, device=None, dtype=None) -> "FusionFramesPipeline":
         """Move every component; ``dtype`` for the text encoder, projection and U-Nets (MoVQ decodes in
         ``self.decode_dtype``, float32 by default, since half-precision decoding blackens frames)."""
-        for name in ("text_encoder", "text_projection", "keyframe_unet", "interpolation_unet"):
+        for name in ("text_encoder", "text_projection", "motion_classifier", "keyframe_unet", "interpolation_unet"):
             module = getattr(self, name)
-            torch.nn.Module.to(module, device=device, dtype=dtype)
+            if module is not None:
+                torch.nn.Module.to(module, device=device, dtype=dtype)
         torch.nn.Module.to(self.movq, device=device, dtype=self.decode_dtype)
         self.null_embedding = self.null_embedding.to(device=device, dtype=dtype)
         return self
@@ -231,6 +249,15 @@ class FusionFramesPipeline:
     def encode_prompt(self, prompts: List[str]):
         """Per prompt, the projected context (L, D) and mask (L,): padded positions zeroed and the context cut
         to its tokens + 1, as KV 1.0 encodes one prompt (so a prompt's context never depends on its batch)."""
+        return self._contexts(*self._text_states(prompts))
+
+    @torch.no_grad()
+    def predict_motion(self, prompts: List[str]) -> Optional[torch.Tensor]:
+        """The keyframe U-Net's motion class of each prompt, (B,) indices into ``motion_classifier.config.labels``
+        (None for a U-Net without motion classes, as KV 1.0's)."""
+        return self._motions(*self._text_states(prompts))
+
+    def _text_states(self, prompts: List[str]):
         limit = self.defaults["max_text_tokens"]
         for prompt in prompts:
             if not isinstance(prompt, str) or not prompt.strip():
@@ -242,14 +269,26 @@ class FusionFramesPipeline:
             if length > limit:
                 warnings.warn(f"prompt of {length} tokens truncated to the text encoder's limit of {limit}: "
                               f"{prompt[:60]!r}…", stacklevel=3)
-        with self._running(self.text_encoder), self._running(self.text_projection):
+        with self._running(self.text_encoder):
             device = self.device
             hidden = self.text_encoder(input_ids=tokens["input_ids"].to(device),
                                        attention_mask=tokens["attention_mask"].to(device)).last_hidden_state
-            context = self.text_projection(hidden.to(self.text_projection.dtype))
-        mask = tokens["attention_mask"].to(context.device).bool()
+        return hidden, tokens["attention_mask"].to(hidden.device).bool()
+
+    def _contexts(self, hidden, mask):
+        with self._running(self.text_projection):
+            context = self.text_projection(hidden.to(self.device, self.text_projection.dtype))
+        mask = mask.to(context.device)
         context = context * mask[..., None]
         return [(c[: int(m.sum()) + 1], m[: int(m.sum()) + 1]) for c, m in zip(context, mask)]
+
+    def _motions(self, hidden, mask):
+        if self.motion_classifier is None:
+            return None
+        classifier = self.motion_classifier
+        with self._running(classifier):
+            logits = classifier(hidden.to(self.device, classifier.dtype), mask.to(self.device))
+        return logits.argmax(-1)
 
     def _unconditional(self, context: torch.Tensor):
         """The unconditional context matching ``context``'s length (KV 1.0 builds it so)."""
@@ -258,16 +297,23 @@ class FusionFramesPipeline:
     @torch.no_grad()
     def generate_keyframes(self, contexts, negative_contexts=None, num_keyframes: int = 15, latent_size=(64, 64),
                            num_inference_steps: int = 50, guidance_scale: float = 5.0, generator=None,
-                           callback: Optional[Callable] = None) -> torch.Tensor:
+                           callback: Optional[Callable] = None, motion: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Keyframe latents (B, 4, T, h, w), one sample per (context, mask) in ``contexts``.
 
         ``guidance_scale`` is KV 1.0's ``w`` in ``(w+1)·cond − w·uncond`` (= diffusers' scale − 1); uncond is
-        the null embedding, or the negative prompt's context.
+        the null embedding, or the negative prompt's context. ``motion``: (B,) motion classes for a U-Net that has
+        them (``predict_motion``; default none said); the unconditional branch never says one.
         """
         unet = self.keyframe_unet
         b = len(contexts)
         negative_contexts = negative_contexts or [self._unconditional(c) for c, _ in contexts]
         entries = list(contexts) + (list(negative_contexts) if guidance_scale else [])
+        motions = None
+        if motion is not None or unet.motion_embedding is not None:
+            null = torch.full((len(entries),), unet.null_motion)
+            motions = null if motion is None else torch.cat([torch.as_tensor(motion).cpu(), null[b:]])
+            if motions.shape != (len(entries),):
+                raise FusionFramesError(f"motion needs one class per context ({b}), got {tuple(motion.shape)}")
 
         def denoise(x, t):
             xs, ts = (torch.cat([x, x]), torch.cat([t, t])) if guidance_scale else (x, t)
@@ -278,7 +324,8 @@ class FusionFramesPipeline:
                 idx = [i for i, (c, _) in enumerate(entries) if c.shape[0] == length]
                 ctx = torch.stack([entries[i][0] for i in idx]).to(unet.dtype)
                 msk = torch.stack([entries[i][1] for i in idx])
-                out[idx] = unet(xs[idx].to(unet.dtype), ts[idx], ctx, msk).to(out.dtype)
+                kwargs = {} if motions is None else {"motion": motions[idx]}
+                out[idx] = unet(xs[idx].to(unet.dtype), ts[idx], ctx, msk, **kwargs).to(out.dtype)
             return guide(out[:b], out[b:], guidance_scale) if guidance_scale else out
 
         h, w = latent_size
@@ -422,11 +469,14 @@ class FusionFramesPipeline:
             return lambda step, t, x: callback_on_step_end(stage, step, t, x)
 
         repeat = lambda items: [item for item in items for _ in range(num_videos_per_prompt)]  # noqa: E731
-        contexts = repeat(self.encode_prompt(prompts))
+        hidden, mask = self._text_states(prompts)
+        contexts = repeat(self._contexts(hidden, mask))
+        motion = self._motions(hidden, mask)
+        motion = None if motion is None else motion.repeat_interleave(num_videos_per_prompt)
         negative_contexts = repeat(self.encode_prompt(negatives)) if negatives else None
         lap("text")
         latents = self.generate_keyframes(contexts, negative_contexts, num_keyframes, latent_size, steps,
-                                          guidance_scale, generator, callback("keyframes"))
+                                          guidance_scale, generator, callback("keyframes"), motion)
         lap("keyframes")
         for skip in PASSES[fps]:
             latents = self.interpolate(latents, skip, interpolation_steps, interpolation_guidance_scale, generator,

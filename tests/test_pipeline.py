@@ -15,7 +15,7 @@ from fusionframes.models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet
 from fusionframes.models.movq import MoVQ
 from fusionframes.pipeline import (PACKAGED_TEXT_ENCODER, FusionFramesPipeline, frames_per_level,
                                    load_text_encoder, scheduler_config)
-from tests.conftest import UNET, randomize
+from tests.conftest import SETTINGS, UNET, randomize
 
 def seeded(*seeds):
     return [torch.Generator().manual_seed(s) for s in seeds]
@@ -457,3 +457,61 @@ def test_an_epsilon_interpolation_model_samples_with_epsilon(pipe, tmp_path):
     assert (eps[:, :, 1::4] - v[:, :, 1::4]).abs().max() > 1e-2  # other frames between them
     refused_on_loading(tmp_path / "eps", "interpolation_prediction_type", "x0",
                        "interpolation_prediction_type must be one of epsilon, v_prediction, sample")
+
+
+@pytest.fixture
+def motion_pipe(pipe):
+    """The tiny pipeline with a keyframe U-Net that has 3 motion classes and a random motion classifier."""
+    from fusionframes.models.text import MotionClassifier
+
+    unet = randomize(KeyframeUNet.from_t2i(randomize(Kandinsky3UNet(**UNET), seed=1), motion_classes=3), seed=2)
+    with torch.no_grad():
+        unet.motion_embedding.weight[3].zero_()
+    classifier = randomize(MotionClassifier(384, ("left", "right", "still")), seed=7, std=0.5)
+    motion = FusionFramesPipeline(pipe.text_encoder, pipe.tokenizer, pipe.text_projection, pipe.null_embedding,
+                                  unet.eval(), pipe.interpolation_unet, pipe.movq, motion_classifier=classifier.eval(),
+                                  **{k: pipe.defaults[k] for k in SETTINGS})
+    motion.progress = False
+    return motion
+
+
+PROMPTS = ["a red ball moving left", "a blue square rising", "a star sitting still", "a green disc"]
+
+
+def test_the_prompt_picks_the_motion_class_the_keyframes_are_generated_with(motion_pipe):
+    motion = motion_pipe.predict_motion(PROMPTS)
+    assert motion.shape == (4,) and motion.dtype == torch.long and len(set(motion.tolist())) > 1
+    hidden, mask = motion_pipe._text_states(PROMPTS)
+    assert torch.equal(motion, motion_pipe.motion_classifier(hidden, mask).argmax(-1))
+    contexts = motion_pipe.encode_prompt(PROMPTS[:1])
+    made = motion_pipe(PROMPTS[0], output_type="latent", generator=seeded(0)).frames
+
+    def keyframes(motion):
+        return motion_pipe.generate_keyframes(contexts, None, 3, (8, 8), 3, 5.0, seeded(0), motion=motion)
+
+    torch.testing.assert_close(made, keyframes(motion[:1]))
+    others = [keyframes(torch.tensor([m])) for m in range(4) if m != motion[0]]
+    assert all(not torch.allclose(made, other) for other in others)
+    with pytest.raises(FusionFramesError, match=r"motion needs one class per context \(1\)"):
+        keyframes(torch.tensor([0, 1]))
+
+
+def test_a_pipeline_with_motion_classes_round_trips_and_needs_its_classifier(motion_pipe, pipe, tmp_path):
+    motion_pipe.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "keyframe_unet" / "motion_classifier" / "config.json").is_file()
+    loaded = FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    loaded.progress = False
+    a = motion_pipe(PROMPTS[:2], output_type="latent", generator=seeded(3, 4)).frames
+    b = loaded(PROMPTS[:2], output_type="latent", generator=seeded(3, 4)).frames
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    shutil.rmtree(tmp_path / "model" / "keyframe_unet" / "motion_classifier")
+    with pytest.raises(FusionFramesError, match=r"incomplete; missing: keyframe_unet/motion_classifier/config.json"):
+        FusionFramesPipeline.from_pretrained(tmp_path / "model")
+    with pytest.raises(FusionFramesError, match="has 3 motion classes and the motion classifier is missing"):
+        FusionFramesPipeline(pipe.text_encoder, pipe.tokenizer, pipe.text_projection, pipe.null_embedding,
+                             motion_pipe.keyframe_unet, pipe.interpolation_unet, pipe.movq)
+    with pytest.raises(FusionFramesError, match="has 0 motion classes and the motion classifier has 3 labels"):
+        FusionFramesPipeline(pipe.text_encoder, pipe.tokenizer, pipe.text_projection, pipe.null_embedding,
+                             pipe.keyframe_unet, pipe.interpolation_unet, pipe.movq,
+                             motion_classifier=motion_pipe.motion_classifier)
+    assert pipe.predict_motion(PROMPTS) is None

@@ -34,19 +34,19 @@ class ResNetAttentionPair(nn.Module):
         self.in_temporal, self.out_temporal = in_temporal, out_temporal
         self.temporal_first = temporal_first
 
-    def _resnet(self, resnet, temporal, x, time_embed, num_frames):
+    def _resnet(self, resnet, temporal, x, time_embed, temporal_embed, num_frames):
         if temporal is not None and self.temporal_first:
-            x = temporal(x, time_embed, num_frames)
+            x = temporal(x, temporal_embed, num_frames)
         x = resnet(x, time_embed, num_frames)
         if temporal is not None and not self.temporal_first:
-            x = temporal(x, time_embed, num_frames)
+            x = temporal(x, temporal_embed, num_frames)
         return x
 
-    def forward(self, x, time_embed, context, context_mask, num_frames):
-        x = self._resnet(self.in_resnet, self.in_temporal, x, time_embed, num_frames)
+    def forward(self, x, time_embed, context, context_mask, num_frames, temporal_embed):
+        x = self._resnet(self.in_resnet, self.in_temporal, x, time_embed, temporal_embed, num_frames)
         if self.cross_attention is not None:
             x = self.cross_attention(x, time_embed, context, context_mask)
-        return self._resnet(self.out_resnet, self.out_temporal, x, time_embed, num_frames)
+        return self._resnet(self.out_resnet, self.out_temporal, x, time_embed, temporal_embed, num_frames)
 
 
 class Level(nn.Module):
@@ -60,26 +60,30 @@ class Level(nn.Module):
         self.up = up
         self.gradient_checkpointing = False  # set by ModelMixin.enable_gradient_checkpointing: recompute pairs
 
-    def _attention(self, x, time_embed, frame_embed, num_frames):
+    def _attention(self, x, time_embed, frame_embed, num_frames, temporal_embed):
         order = ([self.temporal_attention_block, self.self_attention_block] if self.up
                  else [self.self_attention_block, self.temporal_attention_block])
         for block in order:
             if block is self.self_attention_block and block is not None:
                 x = block(x, time_embed, frame_embed=frame_embed, num_frames=num_frames)
             elif block is not None:
-                x = block(x, time_embed, frame_embed, num_frames)
+                x = block(x, temporal_embed, frame_embed, num_frames)
         return x
 
-    def forward(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None):
+    def forward(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None,
+                temporal_embed=None):
+        """``temporal_embed``: what the temporal blocks are conditioned on (default: the time embedding)."""
+        temporal_embed = time_embed if temporal_embed is None else temporal_embed
         if not self.up:
-            x = self._attention(x, time_embed, frame_embed, num_frames)
+            x = self._attention(x, time_embed, frame_embed, num_frames, temporal_embed)
         for pair in self.pairs:
             if self.gradient_checkpointing and torch.is_grad_enabled():
-                x = self._gradient_checkpointing_func(pair, x, time_embed, context, context_mask, num_frames)
+                x = self._gradient_checkpointing_func(pair, x, time_embed, context, context_mask, num_frames,
+                                                      temporal_embed)
             else:
-                x = pair(x, time_embed, context, context_mask, num_frames)
+                x = pair(x, time_embed, context, context_mask, num_frames, temporal_embed)
         if self.up:
-            x = self._attention(x, time_embed, frame_embed, num_frames)
+            x = self._attention(x, time_embed, frame_embed, num_frames, temporal_embed)
         return x
 
 
@@ -170,7 +174,8 @@ class UNetSkeleton:
             time_embed = self.feature_pooling(time_embed, context, context_mask)
         return time_embed
 
-    def run(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None):
+    def run(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None,
+            temporal_embed=None):
         factor = 2 ** (len(self.down_samples) - 1)
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise FusionFramesError(f"latent size {tuple(x.shape[-2:])} must be a multiple of {factor} "
@@ -178,13 +183,13 @@ class UNetSkeleton:
         x = self.in_layer(x)
         skips = []
         for level, down in enumerate(self.down_samples):
-            x = down(x, time_embed, context, context_mask, frame_embed, num_frames)
+            x = down(x, time_embed, context, context_mask, frame_embed, num_frames, temporal_embed)
             if level != len(self.down_samples) - 1:
                 skips.append(x)
         for level, up in enumerate(self.up_samples):
             if level != 0:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = up(x, time_embed, context, context_mask, frame_embed, num_frames)
+            x = up(x, time_embed, context, context_mask, frame_embed, num_frames, temporal_embed)
         return self.out_layer(x)
 
 
@@ -210,10 +215,11 @@ def check_video(sample: torch.Tensor, channels: int, name: str = "sample") -> No
 
 
 def temporal_parameter_names(model: nn.Module) -> list:
-    """Names of every parameter added for time: temporal blocks and layers and the frame-position embedding."""
+    """Names of every parameter added for time: temporal blocks and layers, the frame-position embedding and the
+    motion embedding."""
     names = []
     for module_name, module in model.named_modules():
-        if isinstance(module, TEMPORAL_MODULES) or module_name.endswith("to_temporal_embed"):
+        if isinstance(module, TEMPORAL_MODULES) or module_name.endswith(("to_temporal_embed", "motion_embedding")):
             names += [f"{module_name}.{n}" for n, _ in module.named_parameters()]
     return sorted(set(names))
 
@@ -267,6 +273,8 @@ class Kandinsky3UNet(ModelMixin, ConfigMixin, UNetSkeleton):
 
 # The official pipeline feeds keyframe i the position 12·i: keyframes are every 12th frame of 24 fps video.
 FRAME_POSITION_STEP = 12
+# A direction label of this norm (random rows) is used within 500 steps; one that starts at zero is not.
+MOTION_EMBED_NORM = 16.0
 
 
 class KeyframeUNet(Kandinsky3UNet):
@@ -274,6 +282,11 @@ class KeyframeUNet(Kandinsky3UNet):
 
     ``conv1d-attn1d-blocks`` is the released model. Input is a video (B, 4, F, h, w); every frame sees the same
     text and timestep, and the temporal parts see the frame positions (default 0, 12, 24, …).
+
+    ``motion_classes`` > 0 (not in KV 1.0) adds one learned vector per motion class, plus a zero one for "not
+    said", to the time embedding the temporal blocks see (the spatial blocks see it unchanged). The vectors
+    start at norm ``MOTION_EMBED_NORM``: started at zero, or reached through the text, the motion is never used
+    (``configs/default/MODEL_CARD.md``).
     """
 
     @register_to_config
@@ -283,17 +296,29 @@ class KeyframeUNet(Kandinsky3UNet):
                  dim_mult: Sequence[int] = (1, 2, 4, 8), num_blocks: Sequence[int] = (3, 3, 3, 3),
                  add_cross_attention: Sequence[bool] = (False, True, True, True),
                  add_self_attention: Sequence[bool] = (False, True, True, True),
-                 temporal_variant: str = "conv1d-attn1d-blocks"):
+                 temporal_variant: str = "conv1d-attn1d-blocks", motion_classes: int = 0):
         ModelMixin.__init__(self)
         if temporal_variant not in TEMPORAL_VARIANTS:
             raise FusionFramesError(f"unknown temporal_variant {temporal_variant!r}; "
                                     f"choose one of {', '.join(TEMPORAL_VARIANTS)}")
-        self.build_skeleton(**self._skeleton_kwargs(), temporal_variant=TEMPORAL_VARIANTS[temporal_variant])
+        variant = TEMPORAL_VARIANTS[temporal_variant]
+        if motion_classes and variant.placement != "blocks":
+            raise FusionFramesError(f"motion_classes conditions temporal blocks; {temporal_variant} mixes temporal "
+                                    f"layers into the spatial blocks instead (use a *-blocks variant)")
+        self.build_skeleton(**self._skeleton_kwargs(), temporal_variant=variant)
+        self.motion_embedding = None
+        if motion_classes:
+            self.motion_embedding = nn.Embedding(motion_classes + 1, time_embed_dim, padding_idx=motion_classes)
+            with torch.no_grad():
+                rows = self.motion_embedding.weight[:motion_classes]
+                rows.mul_(MOTION_EMBED_NORM / rows.norm(dim=1, keepdim=True))
 
     @classmethod
-    def from_t2i(cls, t2i: Kandinsky3UNet, temporal_variant: str = "conv1d-attn1d-blocks") -> "KeyframeUNet":
+    def from_t2i(cls, t2i: Kandinsky3UNet, temporal_variant: str = "conv1d-attn1d-blocks",
+                 motion_classes: int = 0) -> "KeyframeUNet":
         """Spatial weights copied from a T2I model; temporal parts new (identity), per the paper's recipe."""
-        model = cls(**{k: t2i.config[k] for k in t2i._skeleton_kwargs()}, temporal_variant=temporal_variant)
+        model = cls(**{k: t2i.config[k] for k in t2i._skeleton_kwargs()}, temporal_variant=temporal_variant,
+                    motion_classes=motion_classes)
         missing, unexpected = model.load_state_dict(t2i.state_dict(), strict=False)
         new = set(temporal_parameter_names(model))
         if unexpected or set(missing) - new:
@@ -304,13 +329,31 @@ class KeyframeUNet(Kandinsky3UNet):
     def frame_positions(self, num_frames: int, device) -> torch.Tensor:
         return torch.arange(num_frames, device=device) * FRAME_POSITION_STEP
 
+    @property
+    def null_motion(self) -> int:
+        """The motion class that says nothing (caption dropped, unconditional branch of guidance)."""
+        return self.config.motion_classes
+
+    def embed_motion(self, motion, batch_size: int, device) -> torch.Tensor:
+        motion = torch.full((batch_size,), self.null_motion) if motion is None else torch.as_tensor(motion)
+        if motion.shape != (batch_size,) or motion.is_floating_point():
+            raise FusionFramesError(f"motion must be ({batch_size},) class indices, got {tuple(motion.shape)} "
+                                    f"{motion.dtype}")
+        if motion.min() < 0 or motion.max() > self.null_motion:
+            raise FusionFramesError(f"motion classes run from 0 to {self.null_motion} ({self.null_motion}: none "
+                                    f"said), got {motion.tolist()}")
+        return self.motion_embedding(motion.to(device))
+
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: Optional[torch.Tensor] = None,
                 encoder_attention_mask: Optional[torch.Tensor] = None,
-                frame_positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+                frame_positions: Optional[torch.Tensor] = None, motion: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``sample`` (B, 4, F, h, w), ``timestep`` scalar or (B,), text (B, L, D) → prediction (B, 4, F, h, w).
 
-        ``frame_positions``: (F,) or (B, F) positions in source frames (official: 0, 12, 24, …).
+        ``frame_positions``: (F,) or (B, F) positions in source frames (official: 0, 12, 24, …). ``motion``: (B,)
+        class indices, for a model with ``motion_classes`` (default: ``null_motion`` for every sample).
         """
+        if motion is not None and self.motion_embedding is None:
+            raise FusionFramesError("this keyframe U-Net has no motion classes (motion_classes = 0); pass no motion")
         check_video(sample, self.config.num_channels)
         b, _, f = sample.shape[:3]
         self._context(encoder_hidden_states, b)
@@ -324,7 +367,10 @@ class KeyframeUNet(Kandinsky3UNet):
         t = as_batch(timestep, b, sample.device)
         # One time embedding per sample: every norm broadcasts it over the sample's frames.
         time_embed = self.embed_time(t, encoder_hidden_states, encoder_attention_mask)
+        temporal_embed = None
+        if self.motion_embedding is not None:
+            temporal_embed = time_embed + self.embed_motion(motion, b, sample.device).to(time_embed.dtype)
         out = self.run(rearrange(sample, "b c f h w -> (b f) c h w"), time_embed,
-                            repeat_frames(encoder_hidden_states, f), repeat_frames(encoder_attention_mask, f),
-                            frame_embed, f)
+                       repeat_frames(encoder_hidden_states, f), repeat_frames(encoder_attention_mask, f),
+                       frame_embed, f, temporal_embed)
         return rearrange(out, "(b f) c h w -> b c f h w", f=f)

@@ -45,6 +45,9 @@ class ModelConfig:
     perceptual_weight: float = 1.0
     discriminator_weight: float = 0.0  # movq: > 0 adds MoVQGAN's patch discriminator (hinge loss)
     discriminator_start: int = 0  # movq: step from which the adversarial terms count
+    motion_conditioning: bool = False  # keyframes: condition the temporal blocks on a motion class read from the
+                                       # caption (procedural data: its labels train them and the classifier)
+    motion_captions: int = 8192  # keyframes with motion_conditioning: procedural captions the classifier is fit on
 
 
 @dataclass
@@ -171,6 +174,14 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     if config.model.keyframe_init not in KEYFRAME_INITS:
         raise FusionFramesError(f"model.keyframe_init must be one of {', '.join(KEYFRAME_INITS)}, "
                                 f"got {config.model.keyframe_init!r}")
+    if config.model.motion_conditioning:
+        if config.stage != "keyframes":
+            raise FusionFramesError(f"model.motion_conditioning is a keyframes-stage option (stage {config.stage})")
+        if config.data.source != "procedural":
+            raise FusionFramesError(f"model.motion_conditioning learns from each clip's motion label, which only "
+                                    f"procedural data has (data.source is {config.data.source!r})")
+        if config.model.motion_captions < 64:
+            raise FusionFramesError(f"model.motion_captions must be at least 64, got {config.model.motion_captions}")
     if config.stage not in ("movq", "video-decoder") and not config.model.movq_path:
         raise FusionFramesError(f"stage {config.stage} trains in MoVQ's latent space: set model.movq_path")
     return config

@@ -105,6 +105,7 @@ def sample_key(item: dict, index: int) -> str:
 def collate(items: list, indices: list) -> dict:
     return {"frames": torch.stack([item["frames"] for item in items]), "index": indices,
             "caption": [item["caption"] for item in items],
+            "motion": [item["labels"].get("motion") for item in items],
             "skip_frames": [item.get("skip_frames", 1) for item in items]}
 
 

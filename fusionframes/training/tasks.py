@@ -27,6 +27,7 @@ from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
 from .config import (RunConfig, check_keyframes_parent, load_saved_config, stage_prediction_type,
                      trained_prediction_type)
+from .motion import fit_motion_classifier, predict_motion
 from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -65,27 +66,35 @@ class TextConditioning(nn.Module):
                         "weights": weights_digest(encoder)}
             self.cache = EncoderCache(Path(cache_dir) / "text", identity)
 
-    def encode(self, captions):
-        """The frozen encoder's states (B, max_tokens, d) and mask, from the cache where possible."""
+    def states(self, captions, batch: int = 256):
+        """The frozen encoder's states (B, max_tokens, d) and mask, computed (never cached) in batches."""
         device = self.null_embedding.device
-
-        def compute(positions):
-            tokens = self.tokenizer([captions[i] for i in positions], max_length=self.max_tokens,
+        hidden, masks = [], []
+        for start in range(0, len(captions), batch):
+            tokens = self.tokenizer(list(captions[start:start + batch]), max_length=self.max_tokens,
                                     padding="max_length", truncation=True, return_tensors="pt").to(device)
             with torch.no_grad():
-                hidden = self.encoder.on(device)(**tokens).last_hidden_state
-            return {"hidden": hidden, "mask": tokens["attention_mask"].bool()}
+                hidden.append(self.encoder.on(device)(**tokens).last_hidden_state)
+            masks.append(tokens["attention_mask"].bool())
+        return torch.cat(hidden), torch.cat(masks)
+
+    def encode(self, captions):
+        """The frozen encoder's states (B, max_tokens, d) and mask, from the cache where possible."""
+        def compute(positions):
+            hidden, mask = self.states([captions[i] for i in positions])
+            return {"hidden": hidden, "mask": mask}
 
         if self.cache is None:
-            encoded = compute(range(len(captions)))
-            return encoded["hidden"], encoded["mask"]
+            return self.states(captions)
         entries = self.cache.fetch(list(captions), compute)
+        device = self.null_embedding.device
         return (torch.stack([e["hidden"] for e in entries]).to(device),
                 torch.stack([e["mask"] for e in entries]).to(device))
 
     def forward(self, captions, dropout: float, generator: torch.Generator):
         """Context (B, L, D) cut to the batch's longest caption + 1 (padding zeroed), with captions dropped to the
-        null context (slot 0 = null embedding) at rate ``dropout`` — how the null embedding is learned."""
+        null context (slot 0 = null embedding) at rate ``dropout`` — how the null embedding is learned — and which
+        were dropped (B,)."""
         hidden, mask = self.encode(list(captions))
         context = self.projection(hidden) * mask[..., None]
         length = int(mask.sum(1).max()) + 1
@@ -96,7 +105,7 @@ class TextConditioning(nn.Module):
         null = null.to(context.dtype)
         context = torch.where(drop[:, None, None].to(context.device), null, context)
         mask = torch.where(drop[:, None].to(mask.device), null_mask, mask)
-        return context, mask
+        return context, mask, drop
 
     def save(self, folder: Path):
         self.projection.save_pretrained(folder / "text_projection")
@@ -163,13 +172,18 @@ class Task(nn.Module):
 
 
 def generate_from_captions(task, captions, shape, generator, steps: int = 25, weight: float = 3.0,
-                           threshold_range: Optional[float] = None):
+                           threshold_range: Optional[float] = None, motion: Optional[torch.Tensor] = None):
     """Latents of ``shape`` for the captions, with KV 1.0's sampler and guidance against the null embedding (the
-    task's parameterisation; ``threshold_range`` by default the config's ``train.sample_threshold_range``)."""
-    context, mask = task.text(captions, 0.0, generator)
-    null, null_mask = task.text(captions, 1.0, generator)
-    denoise = guided(lambda x, t, c, m: task.unet(x, t, c, m), weight, {"c": context, "m": mask},
-                     {"c": null, "m": null_mask})
+    task's parameterisation; ``threshold_range`` by default the config's ``train.sample_threshold_range``);
+    ``motion`` (B,) the keyframe U-Net's motion classes, against none said."""
+    context, mask, _ = task.text(captions, 0.0, generator)
+    null, null_mask, _ = task.text(captions, 1.0, generator)
+    conditional, unconditional = {"c": context, "m": mask}, {"c": null, "m": null_mask}
+    if motion is not None:
+        conditional["motion"] = motion
+        unconditional["motion"] = torch.full_like(motion, task.unet.null_motion)
+    denoise = guided(lambda x, t, c, m, **motion: task.unet(x, t, c, m, **motion), weight, conditional,
+                     unconditional)
     noise = torch.randn(shape, generator=generator).to(context.device)
     return sample_ancestral(denoise, noise, Schedule.cosine(steps), task.prediction_type, generator,
                             progress=False,
@@ -195,7 +209,7 @@ class T2ITask(Task):
     def forward(self, batch, generator):
         x0 = self.latents({**batch, "frames": batch["frames"][:, :, 0]})
         x_t, noise, t = self.noised(x0, generator)
-        context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
+        context, mask, _ = self.text(batch["caption"], self.config.train.caption_dropout, generator)
         return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
 
     @torch.no_grad()
@@ -234,34 +248,56 @@ def load_t2i(config: RunConfig):
 class KeyframesTask(Task):
     """Temporal parts on a frozen T2I model (paper: only temporal parameters train); the T2I stage's loss (ε unless
     ``model.prediction_type`` says otherwise: the frozen spatial weights predict what they were trained to); caption
-    dropout."""
+    dropout. With ``model.motion_conditioning`` a motion classifier is first fitted on procedural captions; the
+    temporal blocks then learn from each clip's true motion class (none said where the caption is dropped), and
+    samples take the classifier's reading of the caption, as the pipeline does."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
         check_keyframes_parent(config, trained_prediction_type(config.model.init_from), config.model.init_from,
                                "keyframes")
         t2i, source = load_t2i(config)
-        self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant)
-        train_temporal_only(self.unet)
-        self.text = TextConditioning(config.model.text_encoder, self.unet.config.context_dim,
+        self.text = TextConditioning(config.model.text_encoder, t2i.config.context_dim,
                                      config.model.max_text_tokens, config.data.cache_dir)
         self.text.load(source)
         self.text.requires_grad_(False)
+        self.motion_classifier = None
+        if config.model.motion_conditioning:
+            self.motion_classifier, self.motion_accuracy = fit_motion_classifier(
+                self.text, config.model.motion_captions, config.data.seed)
+            print(f"motion classifier: {self.motion_accuracy['seen']:.1%} of captions with training phrasings, "
+                  f"{self.motion_accuracy['unseen']:.1%} with held-out ones")
+        motion_classes = len(self.motion_classifier.config.labels) if self.motion_classifier is not None else 0
+        self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant, motion_classes)
+        train_temporal_only(self.unet)
+
+    def motion(self, batch, dropped):
+        """The batch's motion classes from its labels, none said where the caption was dropped."""
+        labels = self.motion_classifier.config.labels
+        motion = torch.tensor([labels.index(name) for name in batch["motion"]])
+        return torch.where(dropped, self.unet.null_motion, motion)
 
     def forward(self, batch, generator):
         x0 = self.latents(batch)
         x_t, noise, t = self.noised(x0, generator)
-        context, mask = self.text(batch["caption"], self.config.train.caption_dropout, generator)
-        return self.diffusion_loss(self.unet(x_t, t, context, mask), x0, noise, t)
+        context, mask, dropped = self.text(batch["caption"], self.config.train.caption_dropout, generator)
+        motion = None if self.motion_classifier is None else self.motion(batch, dropped)
+        return self.diffusion_loss(self.unet(x_t, t, context, mask, motion=motion), x0, noise, t)
 
     @torch.no_grad()
     def sample(self, batch, generator):
         """Keyframe videos for the batch's captions, side by side, at 2 FPS."""
-        return self.decode(generate_from_captions(self, batch["caption"], self.latents(batch).shape, generator)), 2
+        motion = None
+        if self.motion_classifier is not None:
+            motion = predict_motion(self.motion_classifier, *self.text.encode(batch["caption"]))
+        return self.decode(generate_from_captions(self, batch["caption"], self.latents(batch).shape, generator,
+                                                  motion=motion)), 2
 
     def save(self, folder: Path):
         self.unet.save_pretrained(folder / "keyframe_unet")
         self.text.save(folder / "keyframe_unet")
+        if self.motion_classifier is not None:
+            self.motion_classifier.save_pretrained(folder / "keyframe_unet" / "motion_classifier")
 
 
 class InterpolationTask(Task):

@@ -83,7 +83,7 @@ def test_keyframe_from_t2i_copies_every_spatial_weight(t2i, variant):
     ours = model.state_dict()
     for name, value in t2i.state_dict().items():
         assert torch.equal(ours[name], value), name
-    assert config_dict(model) == {**config_dict(t2i), "temporal_variant": variant}
+    assert config_dict(model) == {**config_dict(t2i), "temporal_variant": variant, "motion_classes": 0}
 
 
 def test_keyframe_from_t2i_rejects_unknown_variant(t2i):
@@ -244,3 +244,64 @@ def test_gradient_checkpointing_gives_the_same_gradients(t2i, variant):
     assert plain.keys() == checkpointed.keys()
     for name in plain:
         torch.testing.assert_close(checkpointed[name], plain[name], atol=1e-6, rtol=1e-5)
+
+
+def test_motion_classes_add_one_vector_per_class_and_a_zero_one_for_none_said(t2i):
+    model = KeyframeUNet.from_t2i(t2i, motion_classes=3)
+    plain = KeyframeUNet.from_t2i(t2i)
+    rows = model.motion_embedding.weight
+    assert rows.shape == (4, TINY["time_embed_dim"]) and model.null_motion == 3
+    torch.testing.assert_close(rows[:3].norm(dim=1), torch.full((3,), 16.0))
+    assert torch.equal(rows[3], torch.zeros(TINY["time_embed_dim"]))
+    assert model.num_parameters() == plain.num_parameters() + 4 * TINY["time_embed_dim"]
+    assert "motion_embedding.weight" in temporal_parameter_names(model)
+
+
+def test_motion_classes_keep_the_identity_at_initialisation(t2i):
+    model = KeyframeUNet.from_t2i(t2i, motion_classes=3).eval()
+    video, (context, mask) = randn(2, 4, 3, 8, 8, seed=3), text()
+    with torch.no_grad():
+        expected = per_frame(t2i, video, T, context, mask)
+        for motion in (None, torch.tensor([0, 2]), torch.tensor([3, 1])):
+            torch.testing.assert_close(model(video, T, context, mask, motion=motion), expected, atol=1e-5,
+                                       rtol=1e-4)
+
+
+def test_motion_reaches_the_temporal_blocks_only(t2i):
+    model = randomize(KeyframeUNet.from_t2i(t2i, motion_classes=3), seed=6).eval()
+    with torch.no_grad():
+        model.motion_embedding.weight[3].zero_()  # randomize filled the none-said row too
+    video, (context, mask) = randn(2, 4, 3, 8, 8, seed=3), text()
+    with torch.no_grad():
+        out = {m: model(video, T, context, mask, motion=torch.tensor([m, m])) for m in range(4)}
+        torch.testing.assert_close(model(video, T, context, mask), out[3])
+        assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[3])
+        mixed = model(video, T, context, mask, motion=torch.tensor([0, 1]))
+        torch.testing.assert_close(mixed[0], out[0][0])
+        torch.testing.assert_close(mixed[1], out[1][1])
+        # With the temporal blocks back at zero, the motion changes nothing: the spatial blocks never see it.
+        for name, param in model.named_parameters():
+            if name in temporal_parameter_names(model) and not name.startswith("motion_embedding"):
+                param.zero_()
+        torch.testing.assert_close(model(video, T, context, mask, motion=torch.tensor([0, 0])),
+                                   model(video, T, context, mask, motion=torch.tensor([1, 1])))
+
+
+def test_motion_input_errors(t2i):
+    model = KeyframeUNet.from_t2i(t2i, motion_classes=3)
+    video, (context, mask) = randn(2, 4, 3, 8, 8), text()
+    with pytest.raises(FusionFramesError, match=r"motion classes run from 0 to 3 \(3: none said\), got \[0, 4\]"):
+        model(video, T, context, mask, motion=torch.tensor([0, 4]))
+    with pytest.raises(FusionFramesError, match=r"motion must be \(2,\) class indices"):
+        model(video, T, context, mask, motion=torch.tensor([0.5, 1.0]))
+    with pytest.raises(FusionFramesError, match="has no motion classes"):
+        KeyframeUNet.from_t2i(t2i)(video, T, context, mask, motion=torch.tensor([0, 1]))
+    with pytest.raises(FusionFramesError, match="mixes temporal layers into the spatial blocks"):
+        KeyframeUNet(**TINY, temporal_variant="conv1d-attn1d-layers", motion_classes=3)
+
+
+def test_motion_classes_save_and_load_round_trip(t2i, tmp_path):
+    model = randomize(KeyframeUNet.from_t2i(t2i, motion_classes=3), seed=6).eval()
+    video, (context, mask) = randn(2, 4, 3, 8, 8), text()
+    loaded = _assert_round_trip(model, KeyframeUNet, tmp_path, video, T, context, mask, motion=torch.tensor([2, 0]))
+    assert loaded.config.motion_classes == 3

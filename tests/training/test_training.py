@@ -87,6 +87,30 @@ def test_keyframes_train_only_temporal_parameters(trained, tmp_path):
     assert any(not torch.equal(value, fresh[name]) for name, value in keyframes.state_dict().items())
 
 
+def test_keyframes_with_motion_conditioning_fit_a_classifier_and_learn_the_motion_embedding(trained, tmp_path):
+    from fusionframes.models import KeyframeUNet
+    from fusionframes.models.text import MotionClassifier
+    from fusionframes.training.tasks import KeyframesTask
+
+    run = config("keyframes", tmp_path / "k", steps=2, data={"num_frames": 3},
+                 model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"]),
+                        "motion_conditioning": True, "motion_captions": 512},
+                 train={"lr": 0.01, "sample_every": 2})
+    task = KeyframesTask(run)
+    assert task.motion_accuracy["seen"] >= 0.9 and task.motion_accuracy["unseen"] >= 0.7
+    assert task.unet.config.motion_classes == 9
+    batch = {"motion": ["left", "still", "up"]}
+    assert task.motion(batch, torch.tensor([False, False, True])).tolist() == [0, 8, 9]  # 9: caption dropped
+    train(run, progress=False)
+    folder = tmp_path / "k" / "final" / "keyframe_unet"
+    unet = KeyframeUNet.from_pretrained(folder)
+    classifier = MotionClassifier.from_pretrained(folder / "motion_classifier")
+    assert list(classifier.config.labels) == list(task.motion_classifier.config.labels)
+    assert not torch.equal(unet.motion_embedding.weight, task.unet.motion_embedding.weight)  # trained
+    assert torch.equal(unet.motion_embedding.weight[9], torch.zeros(unet.config.time_embed_dim))
+    assert (tmp_path / "k" / "samples" / "step_000002.mp4").is_file()
+
+
 def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
     from fusionframes.diffusion import Schedule, diffusion_loss
     from fusionframes.training.tasks import Task
@@ -213,6 +237,14 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
      "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "prediction_type": "x0"}},
      "model.prediction_type must be one of epsilon, v_prediction, sample, got 'x0'"),
+    ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "motion_conditioning": True}},
+     "model.motion_conditioning is a keyframes-stage option (stage t2i)"),
+    ({"stage": "keyframes", "output_dir": "x", "data": {"source": "videos", "path": "v"},
+      "model": {"movq_path": "m", "init_from": "t", "motion_conditioning": True}},
+     "model.motion_conditioning learns from each clip's motion label, which only procedural data has"),
+    ({"stage": "keyframes", "output_dir": "x",
+      "model": {"movq_path": "m", "init_from": "t", "motion_conditioning": True, "motion_captions": 10}},
+     "model.motion_captions must be at least 64, got 10"),
 ])
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
@@ -458,7 +490,8 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
                              "model": {"init_from": "runs/movq/final/movq", "video_decoder": "conv3x1x1"}}),
         ("3-t2i", {"stage": "t2i", "model": {"movq_path": "runs/movq/final/movq", "unet": UNET}}),
         ("4-keyframes", {"stage": "keyframes", "data": {**data, "num_frames": 3},
-                         "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final"}}),
+                         "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final",
+                                   "motion_conditioning": True, "motion_captions": 64}}),
         ("5-interpolation", {"stage": "interpolation", "data": {**data, "num_frames": 5},
                              "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final",
                                        "prediction_type": "sample"}}),
@@ -484,6 +517,7 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     assert 0.45 < weights() / size < 0.55
     pipe = FusionFramesPipeline.from_pretrained(tmp_path / "model")
     assert pipe.movq.config.video_decoder == "conv3x1x1"
+    assert pipe.motion_classifier is not None and pipe.keyframe_unet.config.motion_classes == 9
     assert {p.dtype for p in pipe.keyframe_unet.parameters()} == {torch.float32} == {pipe.null_embedding.dtype}
     pipe.progress = False
     run = lambda p: p("a red ball", fps="medium", output_type="np",  # noqa: E731
