@@ -74,6 +74,24 @@ def test_a_short_clip_follows_the_prompt(pipe):
     assert gray["background"] == "gray"
 
 
+def test_the_motion_classifier_reads_every_held_out_prompt(pipe):
+    from fusionframes.evaluation import load_prompt_set
+
+    prompts = load_prompt_set()
+    labels = pipe.motion_classifier.config.labels
+    read = [labels[i] for i in pipe.predict_motion([p["prompt"] for p in prompts]).tolist()]
+    assert len(prompts) == 224
+    assert sum(r == p["motion"] for r, p in zip(read, prompts)) >= 222  # 224 of 224 when shipped
+
+
+@pytest.mark.parametrize("prompt, motion", [("a red circle moving to the right", "right"),
+                                            ("a yellow square rising", "up")])
+def test_the_keyframes_move_the_way_the_prompt_says(pipe, prompt, motion):
+    frames = pipe(prompt, fps="low", output_type="np", generator=torch.Generator().manual_seed(0)).frames[0]
+    labels = read_video_labels((frames * 255).round().astype(np.uint8), fps="low")
+    assert labels["found"] and labels["motion"] == motion
+
+
 def test_generate_without_model_uses_the_default(tmp_path, capsys):
     out = tmp_path / "v.mp4"
     assert main(["generate", "a green star moving up", "-o", str(out), "--seed", "3", "--keyframes", "3",
