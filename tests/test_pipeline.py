@@ -472,7 +472,7 @@ def motion_pipe(pipe):
                                   unet.eval(), pipe.interpolation_unet, pipe.movq, motion_classifier=classifier.eval(),
                                   **{k: pipe.defaults[k] for k in SETTINGS})
     motion.progress = False
-    return motion
+    return motion.to(dtype=torch.float32)  # another test may have cast the shared text encoder
 
 
 PROMPTS = ["a red ball moving left", "a blue square rising", "a star sitting still", "a green disc"]
