@@ -468,11 +468,12 @@ def motion_pipe(pipe):
     with torch.no_grad():
         unet.motion_embedding.weight[3].zero_()
     classifier = randomize(MotionClassifier(384, ("left", "right", "still")), seed=7, std=0.5)
-    motion = FusionFramesPipeline(pipe.text_encoder, pipe.tokenizer, pipe.text_projection, pipe.null_embedding,
+    encoder, tokenizer = load_text_encoder(PACKAGED_TEXT_ENCODER)  # the shared one may have been cast and rounded
+    motion = FusionFramesPipeline(encoder, tokenizer, pipe.text_projection, pipe.null_embedding,
                                   unet.eval(), pipe.interpolation_unet, pipe.movq, motion_classifier=classifier.eval(),
                                   **{k: pipe.defaults[k] for k in SETTINGS})
     motion.progress = False
-    return motion.to(dtype=torch.float32)  # another test may have cast the shared text encoder
+    return motion
 
 
 PROMPTS = ["a red ball moving left", "a blue square rising", "a star sitting still", "a green disc"]
