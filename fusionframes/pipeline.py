@@ -97,7 +97,7 @@ class FusionFramesPipeline:
                  motion_classifier: Optional[MotionClassifier] = None, **defaults):
         self.text_encoder, self.tokenizer, self.text_projection = text_encoder, tokenizer, text_projection
         self.null_embedding = null_embedding
-        classes = keyframe_unet.config.get("motion_classes", 0)
+        classes = keyframe_unet.config.motion_classes
         labels = len(motion_classifier.config.labels) if motion_classifier is not None else 0
         if labels != classes:
             raise FusionFramesError(f"the keyframe U-Net has {classes} motion classes and the motion classifier "
@@ -285,10 +285,8 @@ class FusionFramesPipeline:
     def _motions(self, hidden, mask):
         if self.motion_classifier is None:
             return None
-        classifier = self.motion_classifier
-        with self._running(classifier):
-            logits = classifier(hidden.to(self.device, classifier.dtype), mask.to(self.device))
-        return logits.argmax(-1)
+        with self._running(self.motion_classifier):
+            return self.motion_classifier.predict(hidden, mask)
 
     def _unconditional(self, context: torch.Tensor):
         """The unconditional context matching ``context``'s length (KV 1.0 builds it so)."""
@@ -308,12 +306,12 @@ class FusionFramesPipeline:
         b = len(contexts)
         negative_contexts = negative_contexts or [self._unconditional(c) for c, _ in contexts]
         entries = list(contexts) + (list(negative_contexts) if guidance_scale else [])
-        motions = None
-        if motion is not None or unet.motion_embedding is not None:
-            null = torch.full((len(entries),), unet.null_motion)
-            motions = null if motion is None else torch.cat([torch.as_tensor(motion).cpu(), null[b:]])
-            if motions.shape != (len(entries),):
+        motions = None  # none given: the U-Net says none for every entry
+        if motion is not None:
+            motion = torch.as_tensor(motion).cpu()
+            if motion.shape != (b,):
                 raise FusionFramesError(f"motion needs one class per context ({b}), got {tuple(motion.shape)}")
+            motions = torch.cat([motion, torch.full((len(entries) - b,), unet.null_motion)])
 
         def denoise(x, t):
             xs, ts = (torch.cat([x, x]), torch.cat([t, t])) if guidance_scale else (x, t)

@@ -52,3 +52,8 @@ class MotionClassifier(ModelMixin, ConfigMixin):
         scores = self.score(hidden_states).masked_fill(~mask.bool()[..., None], float("-inf"))
         pooled = torch.einsum("blh,bld->bhd", scores.softmax(dim=1), hidden_states)
         return self.classify(pooled.flatten(1))
+
+    @torch.no_grad()
+    def predict(self, hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The most likely label of each text, (B,) indices into ``config.labels``."""
+        return self(hidden_states.to(self.device, self.dtype), mask.to(self.device)).argmax(-1)

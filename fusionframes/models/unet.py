@@ -70,10 +70,8 @@ class Level(nn.Module):
                 x = block(x, temporal_embed, frame_embed, num_frames)
         return x
 
-    def forward(self, x, time_embed, context=None, context_mask=None, frame_embed=None, num_frames=None,
-                temporal_embed=None):
-        """``temporal_embed``: what the temporal blocks are conditioned on (default: the time embedding)."""
-        temporal_embed = time_embed if temporal_embed is None else temporal_embed
+    def forward(self, x, time_embed, context, context_mask, frame_embed, num_frames, temporal_embed):
+        """``temporal_embed``: what the temporal blocks are conditioned on."""
         if not self.up:
             x = self._attention(x, time_embed, frame_embed, num_frames, temporal_embed)
         for pair in self.pairs:
@@ -180,6 +178,7 @@ class UNetSkeleton:
         if x.shape[-2] % factor or x.shape[-1] % factor:
             raise FusionFramesError(f"latent size {tuple(x.shape[-2:])} must be a multiple of {factor} "
                                     f"(this U-Net downsamples {len(self.down_samples) - 1} times)")
+        temporal_embed = time_embed if temporal_embed is None else temporal_embed
         x = self.in_layer(x)
         skips = []
         for level, down in enumerate(self.down_samples):

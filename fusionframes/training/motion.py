@@ -4,11 +4,10 @@ Fitting takes seconds on frozen token states, so it runs at the start of the sta
 rebuilds the same classifier, and its checkpoint holds it anyway). Held-out phrasings are only scored, never fitted.
 """
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.procedural import MOTIONS, caption, sample_spec
+from ..data.procedural import MOTIONS, ProceduralVideos
 from ..models.text import MotionClassifier
 
 FIT_STEPS, FIT_BATCH, FIT_LR = 300, 512, 3e-3
@@ -16,14 +15,11 @@ SCORED_CAPTIONS = 1000
 
 
 def procedural_captions(count: int, seed: int, unseen: bool = False):
-    """``count`` captions of random clips (training phrasings, or held-out ones) and their motion indices."""
-    rng = np.random.default_rng(seed)
-    captions, motions = [], []
-    for _ in range(count):
-        spec = sample_spec(rng)
-        captions.append(caption(spec, rng, unseen=unseen))
-        motions.append(MOTIONS.index(spec.motion))
-    return captions, torch.tensor(motions)
+    """The captions of the first ``count`` procedural clips (training phrasings, or held-out ones) and their motion
+    indices, drawn as the training data draws them."""
+    clips = ProceduralVideos(length=count, seed=seed, unseen_captions=unseen)
+    described = [clips.describe(i) for i in range(count)]
+    return [d["caption"] for d in described], torch.tensor([MOTIONS.index(d["spec"].motion) for d in described])
 
 
 def fit_motion_classifier(text, num_captions: int, seed: int):
@@ -44,13 +40,6 @@ def fit_motion_classifier(text, num_captions: int, seed: int):
     accuracy = {}
     for name, unseen in (("seen", False), ("unseen", True)):
         captions, motions = procedural_captions(SCORED_CAPTIONS, seed + 1 + unseen, unseen)
-        predicted = predict_motion(classifier, *text.states(captions))
+        predicted = classifier.predict(*text.states(captions))
         accuracy[name] = float((predicted.cpu() == motions).float().mean())
     return classifier, accuracy
-
-
-def predict_motion(classifier: MotionClassifier, hidden: torch.Tensor, mask: torch.Tensor,
-                   batch: int = 256) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([classifier(hidden[i:i + batch].to(classifier.dtype), mask[i:i + batch]).argmax(-1)
-                          for i in range(0, hidden.shape[0], batch)])

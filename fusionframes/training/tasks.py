@@ -27,7 +27,7 @@ from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
 from .config import (RunConfig, check_keyframes_parent, load_saved_config, stage_prediction_type,
                      trained_prediction_type)
-from .motion import fit_motion_classifier, predict_motion
+from .motion import fit_motion_classifier
 from .perceptual import PerceptualLoss
 
 TRAIN_SCHEDULE_STEPS = 1000  # the U-Nets learn t ∈ [0, 1000) on the cosine schedule; sampling strides through it
@@ -289,7 +289,7 @@ class KeyframesTask(Task):
         """Keyframe videos for the batch's captions, side by side, at 2 FPS."""
         motion = None
         if self.motion_classifier is not None:
-            motion = predict_motion(self.motion_classifier, *self.text.encode(batch["caption"]))
+            motion = self.motion_classifier.predict(*self.text.encode(batch["caption"]))
         return self.decode(generate_from_captions(self, batch["caption"], self.latents(batch).shape, generator,
                                                   motion=motion)), 2
 
