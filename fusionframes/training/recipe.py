@@ -27,18 +27,18 @@ def recipe_configs(folder) -> list:
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
     configs = [load_config(path) for path in paths]
-    t2i_outputs = {}
+    parents = {}  # the outputs a keyframes stage may start from: t2i (new temporal parts), keyframes (going on)
     for path, config in zip(paths, configs):
-        if config.stage == "t2i":
-            t2i_outputs[_normal(Path(config.output_dir) / "final")] = (path, config)
-        elif config.stage == "keyframes":
-            # A T2I stage of this recipe (earlier in name order) or, failing that, a trained run's folder.
-            parent_path, parent = t2i_outputs.get(_normal(config.model.init_from), (None, None))
+        if config.stage == "keyframes":
+            # A stage of this recipe (earlier in name order) or, failing that, a trained run's or pipeline folder.
+            parent_path, parent = parents.get(_normal(config.model.init_from), (None, None))
             if parent is not None:
                 check_keyframes_parent(config, stage_prediction_type(parent), parent_path.name, path.name)
             else:
                 check_keyframes_parent(config, trained_prediction_type(config.model.init_from),
                                        config.model.init_from, path.name)
+        if config.stage in ("t2i", "keyframes"):
+            parents[_normal(Path(config.output_dir) / "final")] = (path, config)
     return configs
 
 

@@ -21,7 +21,7 @@ from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
 from ..models.interpolation import masked_windows
 from ..models.movq import MoVQ
-from ..models.text import TextProjection, null_context
+from ..models.text import MotionClassifier, TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
@@ -250,26 +250,57 @@ class KeyframesTask(Task):
     ``model.prediction_type`` says otherwise: the frozen spatial weights predict what they were trained to); caption
     dropout. With ``model.motion_conditioning`` a motion classifier is first fitted on procedural captions; the
     temporal blocks then learn from each clip's true motion class (none said where the caption is dropped), and
-    samples take the classifier's reading of the caption, as the pipeline does."""
+    samples take the classifier's reading of the caption, as the pipeline does.
+
+    ``model.init_from`` names a t2i output (new temporal parts, identity at the start) or a trained keyframe U-Net
+    to go on training: a keyframes output or a pipeline folder (the default model, converted KV 1.0 weights),
+    with its text projection and, if it has motion classes, its classifier, which is then not fitted again."""
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
-        check_keyframes_parent(config, trained_prediction_type(config.model.init_from), config.model.init_from,
-                               "keyframes")
-        t2i, source = load_t2i(config)
-        self.text = TextConditioning(config.model.text_encoder, t2i.config.context_dim,
+        source = Path(config.model.init_from)
+        check_keyframes_parent(config, trained_prediction_type(source), str(source), "keyframes")
+        trained = source / "keyframe_unet"
+        if (trained / "config.json").is_file():
+            unet, t2i, text_folder = self._trained(config, trained), None, trained
+        else:
+            unet, (t2i, text_folder) = None, load_t2i(config)
+        self.text = TextConditioning(config.model.text_encoder, (t2i if unet is None else unet).config.context_dim,
                                      config.model.max_text_tokens, config.data.cache_dir)
-        self.text.load(source)
+        self.text.load(text_folder)
         self.text.requires_grad_(False)
         self.motion_classifier = None
-        if config.model.motion_conditioning:
+        if config.model.motion_conditioning and unet is not None:
+            classifier = MotionClassifier.from_pretrained(trained / "motion_classifier")
+            self.motion_classifier = classifier.requires_grad_(False).eval()
+        elif config.model.motion_conditioning:
             self.motion_classifier, self.motion_accuracy = fit_motion_classifier(
                 self.text, config.model.motion_captions, config.data.seed)
             print(f"motion classifier: {self.motion_accuracy['seen']:.1%} of captions with training phrasings, "
                   f"{self.motion_accuracy['unseen']:.1%} with held-out ones")
-        motion_classes = len(self.motion_classifier.config.labels) if self.motion_classifier is not None else 0
-        self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant, motion_classes)
+        if unet is None:
+            motion_classes = len(self.motion_classifier.config.labels) if self.motion_classifier is not None else 0
+            unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant, motion_classes)
+        self.unet = unet
         train_temporal_only(self.unet)
+
+    @staticmethod
+    def _trained(config: RunConfig, folder: Path) -> KeyframeUNet:
+        """A trained keyframe U-Net that this stage's config describes (its variant and motion classes)."""
+        unet = KeyframeUNet.from_pretrained(folder)
+        variant = unet.config.temporal_variant
+        if variant != config.model.temporal_variant:
+            raise FusionFramesError(f"{folder} holds {variant} temporal parts; set model.temporal_variant: {variant} "
+                                    f"to go on training them (it is {config.model.temporal_variant})")
+        has_motion = bool(unet.config.motion_classes)
+        if has_motion != config.model.motion_conditioning:
+            said = "has motion classes" if has_motion else "has no motion classes"
+            raise FusionFramesError(f"{folder} {said}: set model.motion_conditioning: {str(has_motion).lower()} "
+                                    f"to go on training it")
+        if has_motion and not (folder / "motion_classifier" / "config.json").is_file():
+            raise FusionFramesError(f"{folder} has motion classes but no motion_classifier/ to read them from "
+                                    f"captions")
+        return unet
 
     def motion(self, batch, dropped):
         """The batch's motion classes from its labels, none said where the caption was dropped."""

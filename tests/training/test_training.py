@@ -112,6 +112,66 @@ def test_keyframes_with_motion_conditioning_fit_a_classifier_and_learn_the_motio
     assert (tmp_path / "k" / "samples" / "step_000003.mp4").is_file()
 
 
+def test_keyframes_go_on_training_a_trained_keyframe_unet(trained, tmp_path, monkeypatch):
+    """``model.init_from`` naming a keyframes output continues its temporal parts, motion vectors and classifier
+    (not fitted again); the spatial weights stay frozen; a config that describes another model is refused."""
+    from fusionframes.models import KeyframeUNet, temporal_parameter_names
+    from fusionframes.training import tasks
+
+    motion = {"movq_path": str(trained["movq"]), "motion_conditioning": True, "motion_captions": 256}
+    first = config("keyframes", tmp_path / "first", steps=3, data={"num_frames": 3},
+                   model={**motion, "init_from": str(trained["t2i"])}, train={"lr": 0.01})
+    train(first, progress=False)
+    folder = tmp_path / "first" / "final" / "keyframe_unet"
+    saved = KeyframeUNet.from_pretrained(folder).state_dict()
+
+    def refit(*args):
+        raise AssertionError("the classifier was fitted again")
+
+    monkeypatch.setattr(tasks, "fit_motion_classifier", refit)
+    going_on = config("keyframes", tmp_path / "more", steps=3, data={"num_frames": 3},
+                      model={**motion, "init_from": str(tmp_path / "first" / "final")}, train={"lr": 0.01})
+    task = tasks.KeyframesTask(going_on)
+    assert all(torch.equal(saved[k], v) for k, v in task.unet.state_dict().items())
+    classifier = load_file(folder / "motion_classifier" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(classifier[k], v) for k, v in task.motion_classifier.state_dict().items())
+    projection = load_file(folder / "text_projection" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(projection[k], v) for k, v in task.text.projection.state_dict().items())
+    train(going_on, progress=False)
+    after = KeyframeUNet.from_pretrained(tmp_path / "more" / "final" / "keyframe_unet").state_dict()
+    changed = {k for k in after if not torch.equal(after[k], saved[k])}
+    assert "motion_embedding.weight" in changed
+    assert changed <= set(temporal_parameter_names(task.unet))  # spatial weights frozen
+    for model, message in (({"temporal_variant": "conv1d-attn3d-blocks"},
+                             "holds conv1d-attn1d-blocks temporal parts; set model.temporal_variant: "
+                             "conv1d-attn1d-blocks to go on training them (it is conv1d-attn3d-blocks)"),
+                            ({"motion_conditioning": False},
+                             "has motion classes: set model.motion_conditioning: true to go on training it"),
+                            ({"prediction_type": "v_prediction"},
+                             "so it must predict what that model predicts: "
+                             f"{tmp_path / 'first' / 'final'} 'epsilon', keyframes 'v_prediction'")):
+        with pytest.raises(FusionFramesError, match=re.escape(message)):
+            tasks.KeyframesTask(config("keyframes", tmp_path / "x", data={"num_frames": 3},
+                                       model={**motion, "init_from": str(tmp_path / "first" / "final"), **model}))
+
+
+def test_keyframes_go_on_training_a_pipeline_folder_in_its_parameterisation(tmp_path):
+    """A pipeline folder (here the default model) is a starting point too; what its keyframe U-Net predicts comes
+    from its pipeline.json."""
+    from fusionframes import DEFAULT_MODEL
+    from fusionframes.training.tasks import KeyframesTask
+
+    model = {"movq_path": str(DEFAULT_MODEL / "movq"), "init_from": str(DEFAULT_MODEL),
+             "motion_conditioning": True}
+    with pytest.raises(FusionFramesError, match="so it must predict what that model predicts: .*'v_prediction', "
+                                                "keyframes 'epsilon'"):
+        KeyframesTask(config("keyframes", tmp_path / "k", model=model))
+    task = KeyframesTask(config("keyframes", tmp_path / "k", model={**model, "prediction_type": "v_prediction"}))
+    assert task.unet.config.motion_classes == 9 and task.motion_classifier is not None
+    assert sum(p.numel() for p in task.parameters() if p.requires_grad) \
+        == sum(p.numel() for p in task.unet.parameters() if p.requires_grad)  # the temporal parts only
+
+
 def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
     from fusionframes.diffusion import Schedule, diffusion_loss
     from fusionframes.training.tasks import Task
@@ -572,6 +632,12 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
     stages["4-keyframes"]["model"]["init_from"] = str(tmp_path / "elsewhere" / "final")
     write()
     with pytest.raises(FusionFramesError, match="final 'epsilon', 4-keyframes.yaml 'v_prediction'"):
+        recipe_configs(tmp_path)
+    # A keyframes stage going on from another is checked against that one.
+    stages["4-keyframes"]["model"]["init_from"] = "3v-t2i/final"
+    stages["4b-keyframes"] = {"stage": "keyframes", "model": {"movq_path": "m", "init_from": "4-keyframes/final"}}
+    write()
+    with pytest.raises(FusionFramesError, match="4-keyframes.yaml 'v_prediction', 4b-keyframes.yaml 'epsilon'"):
         recipe_configs(tmp_path)
 
 
