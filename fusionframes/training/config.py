@@ -208,6 +208,18 @@ def check_keyframes_parent(config: RunConfig, parent_type: Optional[str], parent
                                 f"(set model.prediction_type alike in both)")
 
 
+def check_keyframes_continuation(config: RunConfig, variant: str, motion_classes: bool, parent_name: str) -> None:
+    """A keyframes stage that goes on training a keyframe U-Net must describe it: its temporal variant, and whether
+    it has motion classes."""
+    if variant != config.model.temporal_variant:
+        raise FusionFramesError(f"{parent_name} holds {variant} temporal parts; set model.temporal_variant: {variant} "
+                                f"to go on training them (it is {config.model.temporal_variant})")
+    if motion_classes != config.model.motion_conditioning:
+        said = "has motion classes" if motion_classes else "has no motion classes"
+        raise FusionFramesError(f"{parent_name} {said}: set model.motion_conditioning: {str(motion_classes).lower()} "
+                                f"to go on training it")
+
+
 def trained_prediction_type(folder) -> Optional[str]:
     """What the model a keyframes stage starts from predicts: a t2i or keyframes stage's output folder (from the
     run's config.json beside it) or a pipeline folder (its pipeline.json); None if unknown (a folder from
@@ -215,7 +227,15 @@ def trained_prediction_type(folder) -> Optional[str]:
     folder = Path(folder)
     pipeline = folder / "pipeline.json"
     if pipeline.is_file():
-        return json.loads(pipeline.read_text()).get("keyframe_prediction_type", "epsilon")  # KV 1.0: ε
+        from ..pipeline import KV1_DEFAULTS
+
+        try:
+            settings = json.loads(pipeline.read_text())
+        except json.JSONDecodeError as error:
+            raise FusionFramesError(f"{pipeline} is not valid JSON: {error}") from None
+        if not isinstance(settings, dict):
+            raise FusionFramesError(f"{pipeline} must hold a JSON object of pipeline settings")
+        return settings.get("keyframe_prediction_type", KV1_DEFAULTS["keyframe_prediction_type"])
     run = folder.parent / "config.json"
     if not run.is_file():
         return None

@@ -13,7 +13,8 @@ from safetensors.torch import load_file, save_file
 from ..errors import FusionFramesError
 from ..pipeline import DTYPES, KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
 from ..video_io import staged_folder
-from .config import check_keyframes_parent, load_config, stage_prediction_type, trained_prediction_type
+from .config import (check_keyframes_continuation, check_keyframes_parent, load_config, stage_prediction_type,
+                     trained_prediction_type)
 from .loop import CHECKPOINT, train
 
 
@@ -34,6 +35,9 @@ def recipe_configs(folder) -> list:
             parent_path, parent = parents.get(_normal(config.model.init_from), (None, None))
             if parent is not None:
                 check_keyframes_parent(config, stage_prediction_type(parent), parent_path.name, path.name)
+                if parent.stage == "keyframes":
+                    check_keyframes_continuation(config, parent.model.temporal_variant,
+                                                 parent.model.motion_conditioning, parent_path.name)
             else:
                 check_keyframes_parent(config, trained_prediction_type(config.model.init_from),
                                        config.model.init_from, path.name)

@@ -20,13 +20,14 @@ from ..diffusion import Schedule, diffusion_loss, guided, sample_ancestral
 from ..errors import FusionFramesError
 from ..models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInterpolationUNet, train_temporal_only
 from ..models.interpolation import masked_windows
+from ..data.procedural import MOTIONS
 from ..models.movq import MoVQ
 from ..models.text import MotionClassifier, TextProjection, null_context
 from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import (RunConfig, check_keyframes_parent, load_saved_config, stage_prediction_type,
-                     trained_prediction_type)
+from .config import (RunConfig, check_keyframes_continuation, check_keyframes_parent, load_saved_config,
+                     stage_prediction_type, trained_prediction_type)
 from .motion import fit_motion_classifier
 from .perceptual import PerceptualLoss
 
@@ -240,8 +241,8 @@ class T2ITask(Task):
         return cls(config).eval()
 
 
-def load_t2i(config: RunConfig):
-    folder = _folder(Path(config.model.init_from) / "unet", "model.init_from (a t2i output folder)")
+def load_t2i(config: RunConfig, what: str = "a t2i output folder"):
+    folder = _folder(Path(config.model.init_from) / "unet", f"model.init_from ({what})")
     return Kandinsky3UNet.from_pretrained(folder), folder.parent
 
 
@@ -260,47 +261,46 @@ class KeyframesTask(Task):
         super().__init__(config)
         source = Path(config.model.init_from)
         check_keyframes_parent(config, trained_prediction_type(source), str(source), "keyframes")
-        trained = source / "keyframe_unet"
-        if (trained / "config.json").is_file():
-            unet, t2i, text_folder = self._trained(config, trained), None, trained
+        if (source / "keyframe_unet").is_dir() or (source / "pipeline.json").is_file():
+            self._go_on(config, source / "keyframe_unet")
         else:
-            unet, (t2i, text_folder) = None, load_t2i(config)
-        self.text = TextConditioning(config.model.text_encoder, (t2i if unet is None else unet).config.context_dim,
-                                     config.model.max_text_tokens, config.data.cache_dir)
-        self.text.load(text_folder)
-        self.text.requires_grad_(False)
+            self._start(config)
+        train_temporal_only(self.unet)
+
+    def _start(self, config: RunConfig):
+        """New temporal parts (identity at the start) on a T2I output; the motion classifier is fitted first."""
+        t2i, folder = load_t2i(config, "a t2i output, or a keyframes output or pipeline folder to go on from")
+        self.text = self._text(config, t2i.config.context_dim, folder)
         self.motion_classifier = None
-        if config.model.motion_conditioning and unet is not None:
-            classifier = MotionClassifier.from_pretrained(trained / "motion_classifier")
-            self.motion_classifier = classifier.requires_grad_(False).eval()
-        elif config.model.motion_conditioning:
+        if config.model.motion_conditioning:
             self.motion_classifier, self.motion_accuracy = fit_motion_classifier(
                 self.text, config.model.motion_captions, config.data.seed)
             print(f"motion classifier: {self.motion_accuracy['seen']:.1%} of captions with training phrasings, "
                   f"{self.motion_accuracy['unseen']:.1%} with held-out ones")
-        if unet is None:
-            motion_classes = len(self.motion_classifier.config.labels) if self.motion_classifier is not None else 0
-            unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant, motion_classes)
-        self.unet = unet
-        train_temporal_only(self.unet)
+        motion_classes = len(self.motion_classifier.config.labels) if self.motion_classifier is not None else 0
+        self.unet = KeyframeUNet.from_t2i(t2i, config.model.temporal_variant, motion_classes)
+
+    def _go_on(self, config: RunConfig, folder: Path):
+        """A trained keyframe U-Net, which the config must describe, with its text projection and classifier."""
+        self.unet = KeyframeUNet.from_pretrained(_folder(folder, "model.init_from's trained keyframe U-Net"))
+        classes = self.unet.config.motion_classes
+        check_keyframes_continuation(config, self.unet.config.temporal_variant, bool(classes), str(folder))
+        self.text = self._text(config, self.unet.config.context_dim, folder)
+        self.motion_classifier = None
+        if classes:
+            classifier = MotionClassifier.from_pretrained(
+                _folder(folder / "motion_classifier", f"the motion classifier of {folder}, which has motion classes,"))
+            if tuple(classifier.config.labels) != MOTIONS or len(MOTIONS) != classes:
+                raise FusionFramesError(f"{folder}: its motion classifier reads {list(classifier.config.labels)} "
+                                        f"for {classes} motion classes; this stage's data has {list(MOTIONS)}")
+            self.motion_classifier = classifier.requires_grad_(False).eval()
 
     @staticmethod
-    def _trained(config: RunConfig, folder: Path) -> KeyframeUNet:
-        """A trained keyframe U-Net that this stage's config describes (its variant and motion classes)."""
-        unet = KeyframeUNet.from_pretrained(folder)
-        variant = unet.config.temporal_variant
-        if variant != config.model.temporal_variant:
-            raise FusionFramesError(f"{folder} holds {variant} temporal parts; set model.temporal_variant: {variant} "
-                                    f"to go on training them (it is {config.model.temporal_variant})")
-        has_motion = bool(unet.config.motion_classes)
-        if has_motion != config.model.motion_conditioning:
-            said = "has motion classes" if has_motion else "has no motion classes"
-            raise FusionFramesError(f"{folder} {said}: set model.motion_conditioning: {str(has_motion).lower()} "
-                                    f"to go on training it")
-        if has_motion and not (folder / "motion_classifier" / "config.json").is_file():
-            raise FusionFramesError(f"{folder} has motion classes but no motion_classifier/ to read them from "
-                                    f"captions")
-        return unet
+    def _text(config: RunConfig, context_dim: int, folder: Path) -> "TextConditioning":
+        text = TextConditioning(config.model.text_encoder, context_dim, config.model.max_text_tokens,
+                                config.data.cache_dir)
+        text.load(folder)
+        return text.requires_grad_(False)
 
     def motion(self, batch, dropped):
         """The batch's motion classes from its labels, none said where the caption was dropped."""

@@ -639,6 +639,11 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
     write()
     with pytest.raises(FusionFramesError, match="4-keyframes.yaml 'v_prediction', 4b-keyframes.yaml 'epsilon'"):
         recipe_configs(tmp_path)
+    stages["4b-keyframes"]["model"].update(prediction_type="v_prediction", motion_conditioning=True)
+    write()
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "4-keyframes.yaml has no motion classes: set model.motion_conditioning: false to go on training it")):
+        recipe_configs(tmp_path)  # refused before any stage trains
 
 
 def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
