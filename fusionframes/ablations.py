@@ -24,7 +24,7 @@ from .models import InterpolationUNet, Kandinsky3UNet, KeyframeUNet, MaskedInter
 from .models.movq import VIDEO_DECODERS, MoVQ
 from .models.temporal import TEMPORAL_VARIANTS
 from .models.unet import temporal_parameter_names
-from .pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER, FusionFramesPipeline
+from .pipeline import KV1_DEFAULTS, PACKAGED_TEXT_ENCODER, FusionFramesPipeline, pipeline_settings
 from .training.cache import weights_digest
 from .training.config import config_dict, load_config, load_saved_config
 from .training.loop import CHECKPOINT, train
@@ -145,7 +145,7 @@ def real_clips(num_frames: int, size: int, clips_per_video: int = 2) -> List[tor
 def _settings(model_dir: Path) -> dict:
     """What the variants train with, from the parent pipeline: frame size, keyframe count, text encoder."""
     settings = {**KV1_DEFAULTS, "text_encoder": PACKAGED_TEXT_ENCODER,
-                **json.loads((model_dir / "pipeline.json").read_text())}
+                **pipeline_settings(model_dir)}
     if settings["height"] != settings["width"]:
         raise FusionFramesError(f"ablations train on square frames; {model_dir} makes {settings['height']}×"
                                 f"{settings['width']}")

@@ -62,6 +62,20 @@ def scheduler_config(prediction_type: str) -> dict:
             "clip_sample": False, "timestep_spacing": "trailing"}
 
 
+def pipeline_settings(folder) -> dict:
+    """A pipeline folder's ``pipeline.json`` (empty if it has none): what it was assembled with."""
+    path = Path(folder) / "pipeline.json"
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise FusionFramesError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(settings, dict):
+        raise FusionFramesError(f"{path} must hold a JSON object of pipeline settings")
+    return settings
+
+
 def load_text_encoder(source: str, dtype=None):
     """(encoder, tokenizer) from a local transformers folder or the packaged all-MiniLM-L6-v2; T5-family
     checkpoints (Flan-UL2) load their encoder half only."""
@@ -149,12 +163,7 @@ class FusionFramesPipeline:
         folder = Path(folder)
         if not folder.is_dir():
             raise FusionFramesError(f"model folder not found: {folder}")
-        settings = {}
-        if (folder / "pipeline.json").is_file():
-            try:
-                settings = json.loads((folder / "pipeline.json").read_text())
-            except json.JSONDecodeError as error:
-                raise FusionFramesError(f"{folder / 'pipeline.json'} is not valid JSON: {error}") from None
+        settings = pipeline_settings(folder)
         stored = settings.pop("text_encoder", None)
         # A path given here is the caller's (relative to the working folder); one in pipeline.json is the folder's.
         if text_encoder is not None:

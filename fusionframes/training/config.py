@@ -225,17 +225,10 @@ def trained_prediction_type(folder) -> Optional[str]:
     run's config.json beside it) or a pipeline folder (its pipeline.json); None if unknown (a folder from
     elsewhere)."""
     folder = Path(folder)
-    pipeline = folder / "pipeline.json"
-    if pipeline.is_file():
-        from ..pipeline import KV1_DEFAULTS
+    if (folder / "pipeline.json").is_file():
+        from ..pipeline import KV1_DEFAULTS, pipeline_settings
 
-        try:
-            settings = json.loads(pipeline.read_text())
-        except json.JSONDecodeError as error:
-            raise FusionFramesError(f"{pipeline} is not valid JSON: {error}") from None
-        if not isinstance(settings, dict):
-            raise FusionFramesError(f"{pipeline} must hold a JSON object of pipeline settings")
-        return settings.get("keyframe_prediction_type", KV1_DEFAULTS["keyframe_prediction_type"])
+        return {**KV1_DEFAULTS, **pipeline_settings(folder)}["keyframe_prediction_type"]
     run = folder.parent / "config.json"
     if not run.is_file():
         return None
