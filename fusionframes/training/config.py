@@ -11,6 +11,7 @@ from ..diffusion.schedule import PREDICTION_TYPES
 from ..errors import FusionFramesError
 from ..models.interpolation import KEYFRAME_INITS
 
+ENCODE_DTYPES = ("float32", "bfloat16", "float16")
 STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
 
 
@@ -25,6 +26,9 @@ class DataConfig:
     length: int = 100_000  # procedural: clips per epoch
     seed: int = 0
     cache_dir: Optional[str] = None  # cache MoVQ latents and text-encoder states here (U-Net stages)
+    encode_dtype: str = "float32"  # U-Net stages: the frozen MoVQ encodes under autocast to this dtype; bfloat16
+                                   # halves its time on CPUs with bf16 matrix units (the U-Net's own precision is
+                                   # train.mixed_precision)
 
 
 @dataclass
@@ -99,7 +103,10 @@ def _build(cls, values, where: str):
         if dataclasses.is_dataclass(kind):
             value = _build(kind, value, f"{where}{key}.")
         elif not _fits(value, kind):
-            raise FusionFramesError(f"config key '{where}{key}' should be {_describe(kind)}, got {value!r}")
+            # YAML 1.1 reads an unquoted no/yes/on/off as a boolean, so `mixed_precision: no` arrives as False.
+            quote = " (YAML reads unquoted no/yes/on/off as booleans: quote the word)" \
+                if isinstance(value, bool) and _fits("", kind) else ""
+            raise FusionFramesError(f"config key '{where}{key}' should be {_describe(kind)}, got {value!r}{quote}")
         kwargs[key] = value
     missing = [f.name for f in dataclasses.fields(cls)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -162,6 +169,12 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
         raise FusionFramesError(f"train.max_perturbation must lie in [0, 999] (timesteps), got {t.max_perturbation}")
     if config.train.mixed_precision not in ("no", "bf16", "fp16"):
         raise FusionFramesError(f"train.mixed_precision must be no, bf16 or fp16, got {config.train.mixed_precision!r}")
+    if config.data.encode_dtype not in ENCODE_DTYPES:
+        raise FusionFramesError(f"data.encode_dtype must be one of {', '.join(ENCODE_DTYPES)}, "
+                                f"got {config.data.encode_dtype!r}")
+    if config.data.encode_dtype != "float32" and config.stage in ("movq", "video-decoder"):
+        raise FusionFramesError(f"data.encode_dtype sets how U-Net stages encode with a frozen MoVQ; stage "
+                                f"{config.stage} trains the autoencoder itself (use train.mixed_precision)")
     if config.stage in ("keyframes", "interpolation", "masked-interpolation", "video-decoder") \
             and not config.model.init_from:
         raise FusionFramesError(f"stage {config.stage} starts from a trained model: set model.init_from "

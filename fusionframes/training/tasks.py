@@ -6,6 +6,7 @@ The loop hands the task itself to accelerate (so DDP/FSDP wrap the whole forward
 checkpoints only see what the stage owns.
 """
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Optional
@@ -145,9 +146,13 @@ class Task(nn.Module):
     def latents(self, batch: dict) -> torch.Tensor:
         """MoVQ latents of the batch's frames; cached per sample (its data index) when a cache is configured."""
         frames = batch["frames"]
+        dtype = getattr(torch, self.config.data.encode_dtype)
 
         def compute(positions):
-            with torch.no_grad():
+            # Only a lower precision opens an autocast region: a float32 one would switch off mixed_precision's.
+            precision = (torch.autocast(frames.device.type, dtype) if dtype != torch.float32
+                         else contextlib.nullcontext())
+            with torch.no_grad(), precision:
                 movq = self.movq.on(frames.device)
                 return {"latents": movq.encode(frames[list(positions)].to(movq.dtype)).float()}
 

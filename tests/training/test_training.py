@@ -294,6 +294,12 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     ({"stage": "keyframes", "output_dir": "x", "model": {"movq_path": "m"}}, "set model.init_from"),
     ({"stage": "t2i", "output_dir": "x"}, "set model.movq_path"),
     ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": "fp8"}}, "mixed_precision must be"),
+    ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": False}},
+     "should be str, got False (YAML reads unquoted no/yes/on/off as booleans: quote the word)"),
+    ({"stage": "t2i", "output_dir": "x", "data": {"encode_dtype": "int8"}, "model": {"movq_path": "m"}},
+     "data.encode_dtype must be one of float32, bfloat16, float16, got 'int8'"),
+    ({"stage": "movq", "output_dir": "x", "data": {"encode_dtype": "bfloat16"}},
+     "stage movq trains the autoencoder itself (use train.mixed_precision)"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
      "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "prediction_type": "x0"}},
@@ -404,6 +410,26 @@ def test_encoder_cache_reproduces_and_refuses_a_stale_cache(trained, tmp_path):
     movq.save_pretrained(other)
     with pytest.raises(FusionFramesError, match="made by another encoder or data recipe"):
         train(run(tmp_path / "stale", tmp_path / "cache", movq=other), progress=False)
+
+
+def test_bfloat16_encoding_gives_close_latents_in_a_cache_of_its_own(trained, tmp_path):
+    def run(name, dtype, cache):
+        return config("keyframes", tmp_path / name, steps=1,
+                      data={"num_frames": 3, "cache_dir": str(tmp_path / cache), "encode_dtype": dtype},
+                      model={"movq_path": str(trained["movq"]), "init_from": str(trained["t2i"])})
+
+    def cached(cache):
+        return [load_file(p)["latents"] for p in sorted((tmp_path / cache / "latents").glob("*.safetensors"))]
+
+    train(run("full", "float32", "full"), progress=False)
+    with pytest.raises(FusionFramesError, match="made by another encoder or data recipe"):
+        train(run("mixed", "bfloat16", "full"), progress=False)
+    train(run("half", "bfloat16", "half"), progress=False)
+    full, half = cached("full"), cached("half")
+    assert len(full) == len(half) == 2
+    for a, b in zip(full, half):
+        assert a.dtype == b.dtype == torch.float32
+        assert 0 < (a - b).abs().max() < 0.05 * a.abs().max()  # bf16 rounding, not another encoder
 
 
 def test_adversarial_losses_reach_only_their_own_network():
