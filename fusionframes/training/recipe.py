@@ -13,8 +13,8 @@ from safetensors.torch import load_file, save_file
 from ..errors import FusionFramesError
 from ..pipeline import DTYPES, KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
 from ..video_io import staged_folder
-from .config import (check_keyframes_continuation, check_keyframes_parent, load_config, stage_prediction_type,
-                     trained_prediction_type)
+from .config import (check_interpolation_parent, check_keyframes_continuation, check_keyframes_parent, load_config,
+                     stage_prediction_type, trained_prediction_type)
 from .loop import CHECKPOINT, train
 
 
@@ -40,6 +40,9 @@ def recipe_configs(folder) -> list:
                                                  parent.model.motion_conditioning, parent_path.name)
             else:
                 check_keyframes_parent(config, trained_prediction_type(config.model.init_from),
+                                       config.model.init_from, path.name)
+        if config.stage in ("interpolation", "masked-interpolation"):
+            check_interpolation_parent(config, trained_prediction_type(config.model.init_from, "interpolation"),
                                        config.model.init_from, path.name)
         if config.stage in ("t2i", "keyframes"):
             parents[_normal(Path(config.output_dir) / "final")] = (path, config)

@@ -24,11 +24,11 @@ from ..models.interpolation import masked_windows
 from ..data.procedural import MOTIONS
 from ..models.movq import MoVQ
 from ..models.text import MotionClassifier, TextProjection, null_context
-from ..pipeline import load_text_encoder
+from ..pipeline import interpolation_class, load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import (RunConfig, check_keyframes_continuation, check_keyframes_parent, load_saved_config,
-                     stage_prediction_type, trained_prediction_type)
+from .config import (RunConfig, check_interpolation_parent, check_keyframes_continuation, check_keyframes_parent,
+                     load_saved_config, stage_prediction_type, trained_prediction_type)
 from .motion import fit_motion_classifier
 from .perceptual import PerceptualLoss
 
@@ -339,16 +339,38 @@ class KeyframesTask(Task):
 class InterpolationTask(Task):
     """Group interpolation (§3.2): clips of 4G+1 frames, every 4th a (perturbed) keyframe, the 3 between each pair
     predicted in one pass; v-loss (or ``model.prediction_type``); skip-frame s per clip; t_p ∈ [0, max_perturbation];
-    keyframes zeroed at rate ``unconditional`` (what context guidance needs)."""
+    keyframes zeroed at rate ``unconditional`` (what context guidance needs).
+
+    ``model.init_from`` names a t2i output (the U-Net is inflated from it) or a trained interpolation U-Net to go on
+    training: this stage's output, or a pipeline folder (the default model, converted KV 1.0 weights)."""
+
+    unet_class, part = InterpolationUNet, "interpolation_unet"
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
         if (config.data.num_frames - 1) % 4 or config.data.num_frames < 5:
             raise FusionFramesError(f"interpolation clips need 4G+1 frames (e.g. 33), got data.num_frames = "
                                     f"{config.data.num_frames}")
-        t2i, source = load_t2i(config)
-        null = load_file(source / "null_embedding.safetensors")["null_embedding"]
-        self.unet = self.build(t2i, null)
+        source = Path(config.model.init_from)
+        # A pipeline folder keeps its interpolation U-Net, group or masked, under one name.
+        trained = source / ("interpolation_unet" if (source / "pipeline.json").is_file() else self.part)
+        if trained.is_dir():
+            self.unet = self._go_on(config, source, _folder(trained, "model.init_from's interpolation U-Net"))
+        else:
+            t2i, folder = load_t2i(config, "a t2i output, or an interpolation output or pipeline folder to go on "
+                                           "from")
+            null = load_file(folder / "null_embedding.safetensors")["null_embedding"]
+            self.unet = self.build(t2i, null)
+
+    def _go_on(self, config: RunConfig, source: Path, folder: Path):
+        """A trained interpolation U-Net of this stage's kind and parameterisation."""
+        kind = interpolation_class(folder)
+        if kind is not self.unet_class:
+            raise FusionFramesError(f"{folder} holds {kind.__name__} weights; stage {config.stage} trains "
+                                    f"{self.unet_class.__name__}")
+        check_interpolation_parent(config, trained_prediction_type(source, "interpolation"), str(source),
+                                   "this stage")
+        return kind.from_pretrained(folder)
 
     def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
         return self.unet(sample, timestep, keyframes, skip_frames, perturbation_timestep)
@@ -393,11 +415,13 @@ class InterpolationTask(Task):
                       {"k": torch.zeros_like(keyframes), "s": skip})
 
     def save(self, folder: Path):
-        self.unet.save_pretrained(folder / "interpolation_unet")
+        self.unet.save_pretrained(folder / self.part)
 
 
 class MaskedInterpolationTask(InterpolationTask):
     """The masked-frame baseline on the same clips and budget: 5-frame windows, loss on the 3 unknown frames."""
+
+    unet_class, part = MaskedInterpolationUNet, "masked_interpolation_unet"
 
     def build(self, t2i, null):
         return MaskedInterpolationUNet.from_t2i(t2i, null_embedding=null)
@@ -420,9 +444,6 @@ class MaskedInterpolationTask(InterpolationTask):
         prediction = self.unet(x_t, t, condition, known, skip, t_p.repeat_interleave(g))
         unknown = slice(1, -1)
         return self.diffusion_loss(prediction[:, :, unknown], windows[:, :, unknown], noise[:, :, unknown], t)
-
-    def save(self, folder: Path):
-        self.unet.save_pretrained(folder / "masked_interpolation_unet")
 
 
 class ReconstructionLoss:

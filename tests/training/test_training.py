@@ -172,6 +172,53 @@ def test_keyframes_go_on_training_a_pipeline_folder_in_its_parameterisation(tmp_
         == sum(p.numel() for p in task.unet.parameters() if p.requires_grad)  # the temporal parts only
 
 
+def test_interpolation_goes_on_training_a_trained_interpolation_unet(trained, tmp_path):
+    """``model.init_from`` naming an interpolation output continues that U-Net (not inflated again from the T2I);
+    another kind or parameterisation of U-Net is refused, naming the setting."""
+    from fusionframes.models import InterpolationUNet
+    from fusionframes.training.tasks import InterpolationTask, MaskedInterpolationTask
+
+    model = {"movq_path": str(trained["movq"])}
+    train(config("interpolation", tmp_path / "first", steps=2, data={"num_frames": 5},
+                 model={**model, "init_from": str(trained["t2i"])}, train={"lr": 0.01}), progress=False)
+    first = tmp_path / "first" / "final"
+    saved = InterpolationUNet.from_pretrained(first / "interpolation_unet").state_dict()
+    going_on = config("interpolation", tmp_path / "more", steps=2, data={"num_frames": 5},
+                      model={**model, "init_from": str(first)}, train={"lr": 0.01})
+    task = InterpolationTask(going_on)
+    assert all(torch.equal(saved[k], v) for k, v in task.unet.state_dict().items())
+    train(going_on, progress=False)
+    after = InterpolationUNet.from_pretrained(tmp_path / "more" / "final" / "interpolation_unet").state_dict()
+    assert any(not torch.equal(after[k], saved[k]) for k in saved)
+    with pytest.raises(FusionFramesError, match=re.escape(
+            f"{first} holds an interpolation U-Net that predicts 'v_prediction'; set model.prediction_type: "
+            f"v_prediction in this stage to go on training it (it is 'sample')")):
+        InterpolationTask(config("interpolation", tmp_path / "x", data={"num_frames": 5},
+                                 model={**model, "init_from": str(first), "prediction_type": "sample"}))
+    with pytest.raises(FusionFramesError, match="model.init_from .a t2i output, or an interpolation output or "
+                                                "pipeline folder to go on from. not found"):
+        MaskedInterpolationTask(config("masked-interpolation", tmp_path / "x", data={"num_frames": 5},
+                                       model={**model, "init_from": str(first)}))
+
+
+def test_interpolation_goes_on_training_a_pipeline_folder_in_its_parameterisation(tmp_path):
+    from fusionframes import DEFAULT_MODEL
+    from fusionframes.training.tasks import InterpolationTask, MaskedInterpolationTask
+
+    model = {"movq_path": str(DEFAULT_MODEL / "movq"), "init_from": str(DEFAULT_MODEL)}
+    with pytest.raises(FusionFramesError, match="predicts 'sample'; set model.prediction_type: sample in this "
+                                                "stage to go on training it .it is 'v_prediction'."):
+        InterpolationTask(config("interpolation", tmp_path / "i", data={"num_frames": 5}, model=model))
+    with pytest.raises(FusionFramesError, match="holds InterpolationUNet weights; stage masked-interpolation trains "
+                                                "MaskedInterpolationUNet"):
+        MaskedInterpolationTask(config("masked-interpolation", tmp_path / "i", data={"num_frames": 5},
+                                       model={**model, "prediction_type": "sample"}))
+    task = InterpolationTask(config("interpolation", tmp_path / "i", data={"num_frames": 5},
+                                    model={**model, "prediction_type": "sample"}))
+    shipped = load_file(DEFAULT_MODEL / "interpolation_unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(shipped[k].float(), v) for k, v in task.unet.state_dict().items())
+
+
 def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
     from fusionframes.diffusion import Schedule, diffusion_loss
     from fusionframes.training.tasks import Task
@@ -670,6 +717,16 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
     with pytest.raises(FusionFramesError, match=re.escape(
             "4-keyframes.yaml has no motion classes: set model.motion_conditioning: false to go on training it")):
         recipe_configs(tmp_path)  # refused before any stage trains
+    del stages["4b-keyframes"]
+    (tmp_path / "4b-keyframes.yaml").unlink()
+    # An interpolation stage going on from a pipeline folder: checked against its pipeline.json.
+    from fusionframes import DEFAULT_MODEL
+    stages["5-interpolation"]["model"]["init_from"] = str(DEFAULT_MODEL)
+    write()
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "holds an interpolation U-Net that predicts 'sample'; set model.prediction_type: sample in "
+            "5-interpolation.yaml to go on training it (it is 'v_prediction')")):
+        recipe_configs(tmp_path)
 
 
 def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
