@@ -94,7 +94,7 @@ def load_text_encoder(source: str, dtype=None):
     return encoder.eval().requires_grad_(False), AutoTokenizer.from_pretrained(source)
 
 
-def interpolation_class(folder: Path):
+def _interpolation_class(folder: Path):
     """The group model (KV 1.0) or the masked baseline, as the folder's config names it."""
     name = json.loads((folder / "config.json").read_text()).get("_class_name", InterpolationUNet.__name__)
     classes = {cls.__name__: cls for cls in (InterpolationUNet, MaskedInterpolationUNet)}
@@ -192,7 +192,7 @@ class FusionFramesPipeline:
         pipe = cls(encoder, tokenizer, TextProjection.from_pretrained(keyframes / "text_projection", **unet_kwargs),
                    load_file(keyframes / "null_embedding.safetensors")["null_embedding"].float(),
                    KeyframeUNet.from_pretrained(keyframes, **unet_kwargs),
-                   interpolation_class(folder / "interpolation_unet").from_pretrained(
+                   _interpolation_class(folder / "interpolation_unet").from_pretrained(
                        folder / "interpolation_unet", **unet_kwargs),
                    MoVQ.from_pretrained(folder / "movq"), text_encoder_source=source,
                    motion_classifier=classifier, **settings)

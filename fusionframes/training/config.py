@@ -11,7 +11,7 @@ from ..diffusion.schedule import PREDICTION_TYPES
 from ..errors import FusionFramesError
 from ..models.interpolation import KEYFRAME_INITS
 
-ENCODE_DTYPES = ("float32", "bfloat16", "float16")
+ENCODE_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}  # train.mixed_precision → its dtype
 STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
 
 
@@ -26,9 +26,9 @@ class DataConfig:
     length: int = 100_000  # procedural: clips per epoch
     seed: int = 0
     cache_dir: Optional[str] = None  # cache MoVQ latents and text-encoder states here (U-Net stages)
-    encode_dtype: str = "float32"  # U-Net stages: the frozen MoVQ encodes under autocast to this dtype; bfloat16
-                                   # halves its time on CPUs with bf16 matrix units (the U-Net's own precision is
-                                   # train.mixed_precision)
+    encode_dtype: Optional[str] = None  # U-Net stages: the frozen MoVQ encodes in this precision (bf16/fp16 by
+                                        # autocast), whatever the U-Net's; None: as train.mixed_precision says.
+                                        # bfloat16 halves the encoding time on CPUs with bf16 matrix units
 
 
 @dataclass
@@ -169,10 +169,10 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
         raise FusionFramesError(f"train.max_perturbation must lie in [0, 999] (timesteps), got {t.max_perturbation}")
     if config.train.mixed_precision not in ("no", "bf16", "fp16"):
         raise FusionFramesError(f"train.mixed_precision must be no, bf16 or fp16, got {config.train.mixed_precision!r}")
-    if config.data.encode_dtype not in ENCODE_DTYPES:
-        raise FusionFramesError(f"data.encode_dtype must be one of {', '.join(ENCODE_DTYPES)}, "
-                                f"got {config.data.encode_dtype!r}")
-    if config.data.encode_dtype != "float32" and config.stage in ("movq", "video-decoder"):
+    if config.data.encode_dtype is not None and config.data.encode_dtype not in ENCODE_DTYPES.values():
+        raise FusionFramesError(f"data.encode_dtype must be one of {', '.join(ENCODE_DTYPES.values())} (or null: "
+                                f"as train.mixed_precision), got {config.data.encode_dtype!r}")
+    if config.data.encode_dtype is not None and config.stage in ("movq", "video-decoder"):
         raise FusionFramesError(f"data.encode_dtype sets how U-Net stages encode with a frozen MoVQ; stage "
                                 f"{config.stage} trains the autoencoder itself (use train.mixed_precision)")
     if config.stage in ("keyframes", "interpolation", "masked-interpolation", "video-decoder") \
@@ -199,6 +199,11 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     if config.stage not in ("movq", "video-decoder") and not config.model.movq_path:
         raise FusionFramesError(f"stage {config.stage} trains in MoVQ's latent space: set model.movq_path")
     return config
+
+
+def encode_dtype(config: RunConfig) -> str:
+    """The precision a U-Net stage's frozen MoVQ encodes in."""
+    return config.data.encode_dtype or ENCODE_DTYPES[config.train.mixed_precision]
 
 
 # The paper's interpolation U-Nets predict v; KV 1.0's T2I and keyframe U-Nets predict ε.
@@ -233,16 +238,46 @@ def check_keyframes_continuation(config: RunConfig, variant: str, motion_classes
                                 f"to go on training it")
 
 
-def check_interpolation_parent(config: RunConfig, parent_type: Optional[str], parent_name: str, name: str) -> None:
+# Where each interpolation stage keeps its U-Net in an output folder, and the class that U-Net's config names.
+INTERPOLATION_UNETS = {"interpolation": ("interpolation_unet", "InterpolationUNet"),
+                       "masked-interpolation": ("masked_interpolation_unet", "MaskedInterpolationUNet")}
+
+
+def interpolation_parent(config: RunConfig, name: str) -> Optional[Path]:
+    """The trained interpolation U-Net an interpolation stage goes on training, checked to be of the stage's kind
+    and parameterisation: a pipeline folder's or an interpolation output's; None: ``model.init_from`` is a T2I
+    output to inflate. ``name`` is the config as the user knows it (for messages)."""
+    source = Path(config.model.init_from)
+    if (source / "pipeline.json").is_file():
+        folder = source / "interpolation_unet"  # a pipeline keeps either kind under this name
+    else:
+        folder = next((source / sub for sub, _ in INTERPOLATION_UNETS.values() if (source / sub).is_dir()), None)
+        if folder is None:
+            return None
+    if not (folder / "config.json").is_file():
+        raise FusionFramesError(f"model.init_from ({source}) has no interpolation U-Net to go on training: {folder} "
+                                f"has no config.json")
+    kind = json.loads((folder / "config.json").read_text()).get("_class_name", "InterpolationUNet")
+    wanted = INTERPOLATION_UNETS[config.stage][1]
+    if kind != wanted:
+        stage = next(stage for stage, (_, cls) in INTERPOLATION_UNETS.items() if cls == kind)
+        raise FusionFramesError(f"{folder} holds {kind} weights, which stage {stage} trains; {name} is stage "
+                                f"{config.stage} ({wanted})")
+    check_interpolation_continuation(config, trained_prediction_type(source, "interpolation"), str(source), name)
+    return folder
+
+
+def check_interpolation_continuation(config: RunConfig, parent_type: Optional[str], parent_name: str,
+                                     name: str) -> None:
     """An interpolation stage that goes on training an interpolation U-Net keeps its parameterisation;
-    ``parent_type`` None: not such a U-Net, or unknown."""
+    ``parent_type`` None: unknown (a folder from elsewhere)."""
     own = stage_prediction_type(config)
     if parent_type is not None and parent_type != own:
         raise FusionFramesError(f"{parent_name} holds an interpolation U-Net that predicts {parent_type!r}; set "
                                 f"model.prediction_type: {parent_type} in {name} to go on training it (it is {own!r})")
 
 
-TRAINED_PARTS = {"keyframe": ("t2i", "keyframes"), "interpolation": ("interpolation", "masked-interpolation")}
+TRAINED_STAGES = {"keyframe": ("t2i", "keyframes"), "interpolation": V_PREDICTION_STAGES}
 
 
 def trained_prediction_type(folder, part: str = "keyframe") -> Optional[str]:
@@ -258,7 +293,7 @@ def trained_prediction_type(folder, part: str = "keyframe") -> Optional[str]:
     if not run.is_file():
         return None
     saved = load_saved_config(run)
-    return stage_prediction_type(saved) if saved.stage in TRAINED_PARTS[part] else None
+    return stage_prediction_type(saved) if saved.stage in TRAINED_STAGES[part] else None
 
 
 def config_dict(config: RunConfig) -> dict:

@@ -13,8 +13,9 @@ from safetensors.torch import load_file, save_file
 from ..errors import FusionFramesError
 from ..pipeline import DTYPES, KV1_DEFAULTS, PACKAGED_TEXT_ENCODER
 from ..video_io import staged_folder
-from .config import (check_interpolation_parent, check_keyframes_continuation, check_keyframes_parent, load_config,
-                     stage_prediction_type, trained_prediction_type)
+from .config import (V_PREDICTION_STAGES, check_interpolation_continuation, check_keyframes_continuation,
+                     check_keyframes_parent, interpolation_parent, load_config, stage_prediction_type,
+                     trained_prediction_type)
 from .loop import CHECKPOINT, train
 
 
@@ -28,12 +29,12 @@ def recipe_configs(folder) -> list:
     if not paths:
         raise FusionFramesError(f"no stage configs (*.yaml) in {folder}")
     configs = [load_config(path) for path in paths]
-    parents = {}  # the outputs a keyframes stage may start from: t2i (new temporal parts), keyframes (going on)
+    parents = {}  # this recipe's outputs a later stage may start from or go on training
     for path, config in zip(paths, configs):
+        parent_path, parent = parents.get(_normal(config.model.init_from or ""), (None, None))
         if config.stage == "keyframes":
             # A stage of this recipe (earlier in name order) or, failing that, a trained run's or pipeline folder.
-            parent_path, parent = parents.get(_normal(config.model.init_from), (None, None))
-            if parent is not None:
+            if parent is not None and parent.stage in ("t2i", "keyframes"):
                 check_keyframes_parent(config, stage_prediction_type(parent), parent_path.name, path.name)
                 if parent.stage == "keyframes":
                     check_keyframes_continuation(config, parent.model.temporal_variant,
@@ -41,11 +42,15 @@ def recipe_configs(folder) -> list:
             else:
                 check_keyframes_parent(config, trained_prediction_type(config.model.init_from),
                                        config.model.init_from, path.name)
-        if config.stage in ("interpolation", "masked-interpolation"):
-            check_interpolation_parent(config, trained_prediction_type(config.model.init_from, "interpolation"),
-                                       config.model.init_from, path.name)
-        if config.stage in ("t2i", "keyframes"):
-            parents[_normal(Path(config.output_dir) / "final")] = (path, config)
+        if config.stage in V_PREDICTION_STAGES:
+            if parent is not None and parent.stage in V_PREDICTION_STAGES:
+                if parent.stage != config.stage:
+                    raise FusionFramesError(f"{path.name} (stage {config.stage}) cannot go on training the "
+                                            f"{parent.stage} U-Net of {parent_path.name}")
+                check_interpolation_continuation(config, stage_prediction_type(parent), parent_path.name, path.name)
+            elif parent is None:
+                interpolation_parent(config, path.name)
+        parents[_normal(Path(config.output_dir) / "final")] = (path, config)
     return configs
 
 

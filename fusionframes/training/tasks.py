@@ -6,7 +6,6 @@ The loop hands the task itself to accelerate (so DDP/FSDP wrap the whole forward
 checkpoints only see what the stage owns.
 """
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Optional
@@ -24,11 +23,12 @@ from ..models.interpolation import masked_windows
 from ..data.procedural import MOTIONS
 from ..models.movq import MoVQ
 from ..models.text import MotionClassifier, TextProjection, null_context
-from ..pipeline import interpolation_class, load_text_encoder
+from ..pipeline import load_text_encoder
 from .adversarial import PatchDiscriminator, adversarial_losses
 from .cache import EncoderCache, weights_digest
-from .config import (RunConfig, check_interpolation_parent, check_keyframes_continuation, check_keyframes_parent,
-                     load_saved_config, stage_prediction_type, trained_prediction_type)
+from .config import (INTERPOLATION_UNETS, RunConfig, check_keyframes_continuation, check_keyframes_parent,
+                     encode_dtype, interpolation_parent, load_saved_config, stage_prediction_type,
+                     trained_prediction_type)
 from .motion import fit_motion_classifier
 from .perceptual import PerceptualLoss
 
@@ -140,18 +140,21 @@ class Task(nn.Module):
             self.movq = Frozen(movq)
             if config.data.cache_dir:
                 identity = {"movq": dict(movq.config), "weights": weights_digest(movq), "stage": config.stage,
-                            "data": {k: v for k, v in vars(config.data).items() if k != "cache_dir"}}
+                            "data": {k: v for k, v in vars(config.data).items()
+                                     if k not in ("cache_dir", "encode_dtype")}}
+                if encode_dtype(config) != "float32":  # so caches made before the option existed stay valid
+                    identity["encode_dtype"] = encode_dtype(config)
                 self.cache = EncoderCache(Path(config.data.cache_dir) / "latents", identity)
 
     def latents(self, batch: dict) -> torch.Tensor:
         """MoVQ latents of the batch's frames; cached per sample (its data index) when a cache is configured."""
         frames = batch["frames"]
-        dtype = getattr(torch, self.config.data.encode_dtype)
+        dtype = getattr(torch, encode_dtype(self.config))
 
         def compute(positions):
-            # Only a lower precision opens an autocast region: a float32 one would switch off mixed_precision's.
+            # Its own region either way: float32 must hold inside train.mixed_precision's autocast too.
             precision = (torch.autocast(frames.device.type, dtype) if dtype != torch.float32
-                         else contextlib.nullcontext())
+                         else torch.autocast(frames.device.type, enabled=False))
             with torch.no_grad(), precision:
                 movq = self.movq.on(frames.device)
                 return {"latents": movq.encode(frames[list(positions)].to(movq.dtype)).float()}
@@ -344,33 +347,21 @@ class InterpolationTask(Task):
     ``model.init_from`` names a t2i output (the U-Net is inflated from it) or a trained interpolation U-Net to go on
     training: this stage's output, or a pipeline folder (the default model, converted KV 1.0 weights)."""
 
-    unet_class, part = InterpolationUNet, "interpolation_unet"
+    unet_class = InterpolationUNet
 
     def __init__(self, config: RunConfig):
         super().__init__(config)
         if (config.data.num_frames - 1) % 4 or config.data.num_frames < 5:
             raise FusionFramesError(f"interpolation clips need 4G+1 frames (e.g. 33), got data.num_frames = "
                                     f"{config.data.num_frames}")
-        source = Path(config.model.init_from)
-        # A pipeline folder keeps its interpolation U-Net, group or masked, under one name.
-        trained = source / ("interpolation_unet" if (source / "pipeline.json").is_file() else self.part)
-        if trained.is_dir():
-            self.unet = self._go_on(config, source, _folder(trained, "model.init_from's interpolation U-Net"))
+        trained = interpolation_parent(config, "this stage's config")
+        if trained is not None:  # model.keyframe_init only shapes a U-Net inflated anew
+            self.unet = self.unet_class.from_pretrained(trained)
         else:
             t2i, folder = load_t2i(config, "a t2i output, or an interpolation output or pipeline folder to go on "
                                            "from")
             null = load_file(folder / "null_embedding.safetensors")["null_embedding"]
             self.unet = self.build(t2i, null)
-
-    def _go_on(self, config: RunConfig, source: Path, folder: Path):
-        """A trained interpolation U-Net of this stage's kind and parameterisation."""
-        kind = interpolation_class(folder)
-        if kind is not self.unet_class:
-            raise FusionFramesError(f"{folder} holds {kind.__name__} weights; stage {config.stage} trains "
-                                    f"{self.unet_class.__name__}")
-        check_interpolation_parent(config, trained_prediction_type(source, "interpolation"), str(source),
-                                   "this stage")
-        return kind.from_pretrained(folder)
 
     def predict(self, sample, timestep, keyframes, skip_frames, perturbation_timestep=0):
         return self.unet(sample, timestep, keyframes, skip_frames, perturbation_timestep)
@@ -415,13 +406,13 @@ class InterpolationTask(Task):
                       {"k": torch.zeros_like(keyframes), "s": skip})
 
     def save(self, folder: Path):
-        self.unet.save_pretrained(folder / self.part)
+        self.unet.save_pretrained(folder / INTERPOLATION_UNETS[self.config.stage][0])
 
 
 class MaskedInterpolationTask(InterpolationTask):
     """The masked-frame baseline on the same clips and budget: 5-frame windows, loss on the 3 unknown frames."""
 
-    unet_class, part = MaskedInterpolationUNet, "masked_interpolation_unet"
+    unet_class = MaskedInterpolationUNet
 
     def build(self, t2i, null):
         return MaskedInterpolationUNet.from_t2i(t2i, null_embedding=null)

@@ -192,31 +192,42 @@ def test_interpolation_goes_on_training_a_trained_interpolation_unet(trained, tm
     assert any(not torch.equal(after[k], saved[k]) for k in saved)
     with pytest.raises(FusionFramesError, match=re.escape(
             f"{first} holds an interpolation U-Net that predicts 'v_prediction'; set model.prediction_type: "
-            f"v_prediction in this stage to go on training it (it is 'sample')")):
+            f"v_prediction in this stage's config to go on training it (it is 'sample')")):
         InterpolationTask(config("interpolation", tmp_path / "x", data={"num_frames": 5},
                                  model={**model, "init_from": str(first), "prediction_type": "sample"}))
-    with pytest.raises(FusionFramesError, match="model.init_from .a t2i output, or an interpolation output or "
-                                                "pipeline folder to go on from. not found"):
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "holds InterpolationUNet weights, which stage interpolation trains; this stage's config is stage "
+            "masked-interpolation (MaskedInterpolationUNet)")):
         MaskedInterpolationTask(config("masked-interpolation", tmp_path / "x", data={"num_frames": 5},
                                        model={**model, "init_from": str(first)}))
 
 
 def test_interpolation_goes_on_training_a_pipeline_folder_in_its_parameterisation(tmp_path):
+    """A pipeline folder (here the default model) is a starting point too: what its interpolation U-Net is and
+    predicts comes from the U-Net's config and the pipeline.json."""
+    import shutil
+
     from fusionframes import DEFAULT_MODEL
     from fusionframes.training.tasks import InterpolationTask, MaskedInterpolationTask
 
     model = {"movq_path": str(DEFAULT_MODEL / "movq"), "init_from": str(DEFAULT_MODEL)}
     with pytest.raises(FusionFramesError, match="predicts 'sample'; set model.prediction_type: sample in this "
-                                                "stage to go on training it .it is 'v_prediction'."):
+                                                "stage's config to go on training it .it is 'v_prediction'."):
         InterpolationTask(config("interpolation", tmp_path / "i", data={"num_frames": 5}, model=model))
-    with pytest.raises(FusionFramesError, match="holds InterpolationUNet weights; stage masked-interpolation trains "
-                                                "MaskedInterpolationUNet"):
+    with pytest.raises(FusionFramesError, match="holds InterpolationUNet weights, which stage interpolation "
+                                                "trains; this stage's config is stage masked-interpolation"):
         MaskedInterpolationTask(config("masked-interpolation", tmp_path / "i", data={"num_frames": 5},
                                        model={**model, "prediction_type": "sample"}))
     task = InterpolationTask(config("interpolation", tmp_path / "i", data={"num_frames": 5},
                                     model={**model, "prediction_type": "sample"}))
     shipped = load_file(DEFAULT_MODEL / "interpolation_unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(shipped[k].float(), v) for k, v in task.unet.state_dict().items())
+    (tmp_path / "bare").mkdir()
+    shutil.copyfile(DEFAULT_MODEL / "pipeline.json", tmp_path / "bare" / "pipeline.json")
+    with pytest.raises(FusionFramesError, match="has no interpolation U-Net to go on training: .*interpolation_unet "
+                                                "has no config.json"):
+        InterpolationTask(config("interpolation", tmp_path / "i", data={"num_frames": 5},
+                                 model={**model, "init_from": str(tmp_path / "bare"), "prediction_type": "sample"}))
 
 
 def test_unet_stage_losses_take_the_configured_snr_weighting(trained, tmp_path):
@@ -344,7 +355,7 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
     ({"stage": "movq", "output_dir": "x", "train": {"mixed_precision": False}},
      "should be str, got False (YAML reads unquoted no/yes/on/off as booleans: quote the word)"),
     ({"stage": "t2i", "output_dir": "x", "data": {"encode_dtype": "int8"}, "model": {"movq_path": "m"}},
-     "data.encode_dtype must be one of float32, bfloat16, float16, got 'int8'"),
+     "data.encode_dtype must be one of float32, bfloat16, float16 (or null: as train.mixed_precision), got 'int8'"),
     ({"stage": "movq", "output_dir": "x", "data": {"encode_dtype": "bfloat16"}},
      "stage movq trains the autoencoder itself (use train.mixed_precision)"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
@@ -477,6 +488,24 @@ def test_bfloat16_encoding_gives_close_latents_in_a_cache_of_its_own(trained, tm
     for a, b in zip(full, half):
         assert a.dtype == b.dtype == torch.float32
         assert 0 < (a - b).abs().max() < 0.05 * a.abs().max()  # bf16 rounding, not another encoder
+
+
+def test_encode_dtype_holds_inside_mixed_precision(trained, tmp_path):
+    """float32 encodes in float32 even inside train.mixed_precision's autocast; unset, it follows that setting."""
+    from fusionframes.training.tasks import Task
+
+    frames = torch.rand(2, 3, 32, 32) * 2 - 1
+
+    def latents(mixed, dtype):
+        task = Task(config("t2i", tmp_path, model={"movq_path": str(trained["movq"])},
+                           data={"encode_dtype": dtype}, train={"mixed_precision": mixed}))
+        with torch.autocast("cpu", torch.bfloat16, enabled=mixed == "bf16"):  # as accelerate runs the forward
+            return task.latents({"frames": frames})
+
+    full = latents("no", None)
+    assert torch.equal(latents("bf16", "float32"), full)
+    assert torch.equal(latents("bf16", None), latents("no", "bfloat16"))
+    assert not torch.equal(latents("bf16", None), full)
 
 
 def test_adversarial_losses_reach_only_their_own_network():
@@ -727,6 +756,25 @@ def test_a_recipe_whose_keyframes_predict_otherwise_than_their_t2i_is_refused(tm
             "holds an interpolation U-Net that predicts 'sample'; set model.prediction_type: sample in "
             "5-interpolation.yaml to go on training it (it is 'v_prediction')")):
         recipe_configs(tmp_path)
+    # One going on from another of this recipe: checked against that stage's config.
+    stages["5-interpolation"]["model"]["init_from"] = "3v-t2i/final"
+    stages["5b-interpolation"] = {"stage": "masked-interpolation",
+                                  "model": {"movq_path": "m", "init_from": "5-interpolation/final"}}
+    write()
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "5b-interpolation.yaml (stage masked-interpolation) cannot go on training the interpolation U-Net of "
+            "5-interpolation.yaml")):
+        recipe_configs(tmp_path)
+    stages["5b-interpolation"].update(stage="interpolation", model={"movq_path": "m", "prediction_type": "sample",
+                                                                    "init_from": "5-interpolation/final"})
+    write()
+    with pytest.raises(FusionFramesError, match=re.escape(
+            "5-interpolation.yaml holds an interpolation U-Net that predicts 'v_prediction'; set "
+            "model.prediction_type: v_prediction in 5b-interpolation.yaml")):
+        recipe_configs(tmp_path)
+    del stages["5b-interpolation"]["model"]["prediction_type"]
+    write()
+    assert [c.stage for c in recipe_configs(tmp_path)][-2:] == ["interpolation", "interpolation"]
 
 
 def test_a_t2i_stage_fine_tunes_another_into_v(trained, tmp_path):
