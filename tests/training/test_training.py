@@ -639,7 +639,8 @@ def test_bf16_mixed_precision_trains(trained, tmp_path):
 
 
 def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monkeypatch, capsys):
-    """configs/default in miniature: movq → video decoder → t2i → keyframes → interpolation → pipeline folder."""
+    """configs/default in miniature: movq → video decoder → t2i → keyframes → interpolation → interpolation going
+    on → pipeline folder (with the last interpolation stage's U-Net)."""
     import yaml
 
     from fusionframes.pipeline import FusionFramesPipeline
@@ -658,6 +659,11 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
         ("5-interpolation", {"stage": "interpolation", "data": {**data, "num_frames": 5},
                              "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/t2i/final",
                                        "prediction_type": "sample"}}),
+        ("5b-interpolation", {"stage": "interpolation", "output_dir": "runs/interpolation-b",
+                              "data": {**data, "num_frames": 5, "seed": 6},
+                              "model": {"movq_path": "runs/movq/final/movq", "init_from": "runs/interpolation/final",
+                                        "prediction_type": "sample"}, "train": {"steps": 2, "batch_size": 1,
+                                                                                "ema_decay": 0.9}}),
     ]
     for name, values in stages:
         values = {"output_dir": f"runs/{values['stage']}", "data": data,
@@ -670,12 +676,14 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     full = FusionFramesPipeline.from_pretrained(tmp_path / "model")
     full.progress = False
     assert full.defaults["interpolation_prediction_type"] == "sample"  # from the stage, not from --settings
+    last = load_file(tmp_path / "runs/interpolation-b/final/interpolation_unet/diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(p, last[name]) for name, p in full.interpolation_unet.state_dict().items())
     (recipe / "MODEL_CARD.md").write_text("model card")
     weights = lambda: sum(f.stat().st_size for f in (tmp_path / "model").rglob("*.safetensors"))  # noqa: E731
     size = weights()
     assert main(["train-recipe", str(recipe), "--output", "model", "--settings", settings,
                  "--weights-dtype", "float16"]) == 0  # every stage done before: only reassembled
-    assert capsys.readouterr().out.count("done before") == 5
+    assert capsys.readouterr().out.count("done before") == 6
     assert (tmp_path / "model" / "README.md").read_text() == "model card"
     assert 0.45 < weights() / size < 0.55
     pipe = FusionFramesPipeline.from_pretrained(tmp_path / "model")
