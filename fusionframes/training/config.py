@@ -12,6 +12,7 @@ from ..errors import FusionFramesError
 from ..models.interpolation import KEYFRAME_INITS
 
 ENCODE_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}  # train.mixed_precision → its dtype
+LR_SCHEDULES = ("constant", "cosine", "linear")
 STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
 
 
@@ -63,6 +64,7 @@ class TrainConfig:
     lr: float = 1e-4  # the paper: AdamW, constant 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"  # after warm-up: constant (paper) | cosine | linear, decaying to 0 at train.steps
     max_grad_norm: Optional[float] = 1.0
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
@@ -158,6 +160,8 @@ def load_config(source: Union[str, Path, dict]) -> RunConfig:
     for name in ("sample_every", "warmup_steps"):
         if getattr(t, name) < 0:
             raise FusionFramesError(f"train.{name} must be ≥ 0, got {getattr(t, name)}")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise FusionFramesError(f"train.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {t.lr_schedule!r}")
     for name in ("caption_dropout", "unconditional"):
         if not 0 <= getattr(t, name) <= 1:
             raise FusionFramesError(f"train.{name} is a rate in [0, 1], got {getattr(t, name)}")

@@ -358,6 +358,8 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
      "data.encode_dtype must be one of float32, bfloat16, float16 (or null: as train.mixed_precision), got 'int8'"),
     ({"stage": "movq", "output_dir": "x", "data": {"encode_dtype": "bfloat16"}},
      "stage movq trains the autoencoder itself (use train.mixed_precision)"),
+    ({"stage": "movq", "output_dir": "x", "train": {"lr_schedule": "exponential"}},
+     "train.lr_schedule must be one of constant, cosine, linear, got 'exponential'"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "keyframe_init": "ones"}},
      "model.keyframe_init must be one of zeros, t2i, got 'ones'"),
     ({"stage": "t2i", "output_dir": "x", "model": {"movq_path": "m", "prediction_type": "x0"}},
@@ -374,6 +376,25 @@ def test_sigterm_checkpoints_and_resume_finishes(tmp_path):
 def test_config_errors_name_the_key(values, message):
     with pytest.raises(FusionFramesError, match=re.escape(message)):
         load_config(values)
+
+
+@pytest.mark.parametrize("schedule, factors", [
+    ("constant", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]),  # the paper's, as before the option
+    ("linear", [0.25, 0.5, 0.75, 1.0, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6, 0.0]),
+    ("cosine", [0.25, 0.5, 0.75, 1.0, 1.0, 0.9330127, 0.75, 0.5, 0.25, 0.0669873, 0.0]),
+])
+def test_the_learning_rate_warms_up_then_holds_or_decays_to_zero_at_train_steps(schedule, factors):
+    from fusionframes.training.loop import lr_factor
+
+    t = config("movq", "x", steps=10, train={"warmup_steps": 4, "lr_schedule": schedule}).train
+    assert [lr_factor(t, step) for step in range(11)] == pytest.approx(factors)
+
+
+def test_a_decaying_learning_rate_is_what_the_run_logs(tmp_path):
+    train(config("movq", tmp_path / "m", steps=4, model={"movq": MOVQ}, train={"lr_schedule": "linear"}),
+          progress=False)
+    rows = (tmp_path / "m" / "log.csv").read_text().splitlines()[1:]
+    assert [float(row.split(",")[2]) for row in rows] == pytest.approx([0.75e-4, 0.5e-4, 0.25e-4, 0.0])
 
 
 def test_train_cli_errors(tmp_path, capsys):
