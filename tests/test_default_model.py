@@ -106,9 +106,9 @@ def test_generate_without_model_uses_the_default(tmp_path, capsys):
 
 
 def test_in_between_frames_keep_a_gray_background(pipe):
-    """The in-between frames' border against the keyframes' (fps medium, levels of 255): measured 4.5 and 4.9 levels
-    darker when shipped; the interpolation U-Net before stage 5b drew them 51 and 29 levels darker, a background
-    that pulsed at every keyframe."""
+    """The in-between frames' top and bottom rows against the keyframes' (fps medium, levels of 255): measured 4.5
+    and 4.9 levels darker when shipped; the interpolation U-Net before stage 5b drew them 51 and 29 levels darker, a
+    background that pulsed at every keyframe."""
     prompts = ["On a grey background, a video of a scarlet circle floating left.",
                "a blue square moving up on a gray background"]
     frames = pipe(prompts, fps="medium", output_type="np",

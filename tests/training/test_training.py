@@ -660,8 +660,8 @@ def test_bf16_mixed_precision_trains(trained, tmp_path):
 
 
 def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monkeypatch, capsys):
-    """configs/default in miniature: movq → video decoder → t2i → keyframes → interpolation → interpolation going
-    on → pipeline folder (with the last interpolation stage's U-Net)."""
+    """configs/default in miniature: movq → video decoder → t2i → keyframes → interpolation → interpolation
+    continued → pipeline folder (with the last interpolation stage's U-Net)."""
     import yaml
 
     from fusionframes.pipeline import FusionFramesPipeline
@@ -698,7 +698,9 @@ def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monke
     full.progress = False
     assert full.defaults["interpolation_prediction_type"] == "sample"  # from the stage, not from --settings
     last = load_file(tmp_path / "runs/interpolation-b/final/interpolation_unet/diffusion_pytorch_model.safetensors")
+    first = load_file(tmp_path / "runs/interpolation/final/interpolation_unet/diffusion_pytorch_model.safetensors")
     assert all(torch.equal(p, last[name]) for name, p in full.interpolation_unet.state_dict().items())
+    assert not all(torch.equal(first[name], last[name]) for name in last)  # so the pipeline took stage 5b's
     (recipe / "MODEL_CARD.md").write_text("model card")
     weights = lambda: sum(f.stat().st_size for f in (tmp_path / "model").rglob("*.safetensors"))  # noqa: E731
     size = weights()
