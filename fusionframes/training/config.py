@@ -3,6 +3,7 @@
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union, get_args, get_origin, get_type_hints
@@ -12,7 +13,9 @@ from ..errors import FusionFramesError
 from ..models.interpolation import KEYFRAME_INITS
 
 ENCODE_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}  # train.mixed_precision → its dtype
-LR_SCHEDULES = ("constant", "cosine", "linear")
+# train.lr_schedule → the factor after warm-up at progress p ∈ [0, 1] through the remaining steps
+LR_SCHEDULES = {"constant": lambda p: 1.0, "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * p)),
+                "linear": lambda p: 1.0 - p}
 STAGES = ("t2i", "keyframes", "interpolation", "masked-interpolation", "movq", "video-decoder")
 
 

@@ -8,7 +8,6 @@ the uninterrupted run would have seen: N steps + kill + resume to 2N equals 2N s
 import csv
 import hashlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..errors import FusionFramesError
 from ..video_io import staged_folder, write_video
-from .config import RunConfig, config_dict, load_saved_config, saved_config
+from .config import LR_SCHEDULES, RunConfig, config_dict, load_saved_config, saved_config
 from .data import make_dataset
 from .plot import plot_loss
 from .tasks import TASKS
@@ -179,10 +178,7 @@ def lr_factor(t, step: int) -> float:
     first step has always trained, and shipped runs must stay reproducible."""
     if step < t.warmup_steps:
         return (step + 1) / t.warmup_steps
-    if t.lr_schedule == "constant":
-        return 1.0
-    progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
-    return 0.5 * (1 + math.cos(math.pi * progress)) if t.lr_schedule == "cosine" else 1.0 - progress
+    return LR_SCHEDULES[t.lr_schedule](min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)))
 
 
 def train(config: RunConfig, resume: bool = False, progress: bool = True) -> dict:

@@ -46,9 +46,11 @@ def trained(tmp_path_factory):
     return {"movq": movq, "t2i": root / "t2i" / "final"}
 
 
-def losses(out):
-    rows = (Path(out) / "log.csv").read_text().splitlines()[1:]
-    return [float(row.split(",")[1]) for row in rows]
+def logged(out, column="loss"):
+    import csv
+
+    with (Path(out) / "log.csv").open() as log:
+        return [float(row[column]) for row in csv.DictReader(log)]
 
 
 @pytest.mark.parametrize("stage, data, model, folder", [  # each also writes a sample video
@@ -63,7 +65,7 @@ def test_unet_stages_train_and_write_pipeline_folders(trained, tmp_path, stage, 
     result = train(run, progress=False)
     assert result["status"] == "finished" and result["step"] == 3
     assert (tmp_path / stage / "final" / folder / "config.json").is_file()
-    assert len(losses(tmp_path / stage)) == 3
+    assert len(logged(tmp_path / stage)) == 3
     from fusionframes.video_io import read_video
     frames = read_video(tmp_path / stage / "samples" / "step_000003.mp4")
     height = {"keyframes": 32}.get(stage, 64)  # interpolation samples stack truth over interpolation
@@ -292,7 +294,7 @@ def test_video_decoder_trains_temporal_parts_only(trained, tmp_path):
 def test_loss_falls(tmp_path):
     run = config("movq", tmp_path / "m", steps=30, model={"movq": MOVQ}, train={"lr": 1e-3, "batch_size": 4})
     train(run, progress=False)
-    values = losses(tmp_path / "m")
+    values = logged(tmp_path / "m")
     assert sum(values[-5:]) / 5 < 0.6 * sum(values[:5]) / 5
     from PIL import Image
     assert Image.open(tmp_path / "m" / "loss.png").size == (640, 360)
@@ -315,7 +317,7 @@ def test_resume_continues_exactly(trained, tmp_path):
     for part in ("unet/diffusion_pytorch_model.safetensors", "null_embedding.safetensors"):
         a, b = load_file(tmp_path / "once" / "final" / part), load_file(tmp_path / "twice" / "final" / part)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
-    assert losses(tmp_path / "once") == losses(tmp_path / "twice")
+    assert logged(tmp_path / "once") == logged(tmp_path / "twice")
     with pytest.raises(FusionFramesError, match="--resume: no checkpoint"):
         train(run(tmp_path / "fresh", 2), resume=True, progress=False)
 
@@ -393,8 +395,7 @@ def test_the_learning_rate_warms_up_then_holds_or_decays_to_zero_at_train_steps(
 def test_a_decaying_learning_rate_is_what_the_run_logs(tmp_path):
     train(config("movq", tmp_path / "m", steps=4, model={"movq": MOVQ}, train={"lr_schedule": "linear"}),
           progress=False)
-    rows = (tmp_path / "m" / "log.csv").read_text().splitlines()[1:]
-    assert [float(row.split(",")[2]) for row in rows] == pytest.approx([0.75e-4, 0.5e-4, 0.25e-4, 0.0])
+    assert logged(tmp_path / "m", "lr") == pytest.approx([0.75e-4, 0.5e-4, 0.25e-4, 0.0])
 
 
 def test_train_cli_errors(tmp_path, capsys):
@@ -478,7 +479,7 @@ def test_encoder_cache_reproduces_and_refuses_a_stale_cache(trained, tmp_path):
     stamp = {p: p.stat().st_mtime_ns for p in entries}
     train(run(tmp_path / "warm", tmp_path / "cache"), progress=False)
     assert {p: p.stat().st_mtime_ns for p in entries} == stamp  # read, not rewritten
-    assert losses(tmp_path / "plain") == losses(tmp_path / "cold") == losses(tmp_path / "warm")
+    assert logged(tmp_path / "plain") == logged(tmp_path / "cold") == logged(tmp_path / "warm")
     other = tmp_path / "other-movq"
     import shutil
     shutil.copytree(trained["movq"], other)
@@ -550,7 +551,7 @@ def test_movq_trains_with_the_discriminator(tmp_path):
     run = config("movq", tmp_path / "gan", steps=3, model={"movq": MOVQ, "discriminator_weight": 0.1,
                                                             "discriminator_start": 1})
     assert train(run, progress=False)["status"] == "finished"
-    assert len(losses(tmp_path / "gan")) == 3
+    assert len(logged(tmp_path / "gan")) == 3
 
 
 def test_trains_from_tar_shards_and_resumes_the_stream_exactly(tmp_path):
@@ -640,7 +641,7 @@ def test_sigkill_loses_at_most_the_steps_since_the_checkpoint(tmp_path):
     a = load_file(tmp_path / "killed" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
     b = load_file(tmp_path / "whole" / "final" / "movq" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+    assert logged(tmp_path / "killed") == logged(tmp_path / "whole")
 
 
 def test_bf16_mixed_precision_trains(trained, tmp_path):
@@ -656,7 +657,7 @@ def test_bf16_mixed_precision_trains(trained, tmp_path):
                            "--quiet"], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert all(0 < value < 10 for value in losses(tmp_path / "bf16"))
+    assert all(0 < value < 10 for value in logged(tmp_path / "bf16"))
 
 
 def test_a_recipe_runs_in_order_resumes_and_assembles_a_pipeline(tmp_path, monkeypatch, capsys):
